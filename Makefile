@@ -1,0 +1,45 @@
+# varibased: `make demo` and `make test` set everything up on a fresh machine.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export MPLBACKEND := Agg
+export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
+export XDG_CACHE_HOME := $(CURDIR)/.cache
+
+# A Python >= 3.12: on PATH, else pyenv's installed versions.
+PYTHON_CANDIDATES := python3.13 python3.12 python3 \
+	$(sort $(wildcard $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)/versions/3.1[2-9]*/bin/python3))
+FIND_PYTHON = for p in $(PYTHON_CANDIDATES); do \
+	  if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then \
+	    echo $$p; break; fi; done
+
+.PHONY: demo test lint clean venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@py=$$($(FIND_PYTHON)); \
+	if [ -z "$$py" ]; then \
+	  echo "error: varibased needs Python >= 3.12 (arviz 1.x requires it); none found on PATH" >&2; \
+	  echo "       or under \$$(pyenv root)/versions/. Install one, e.g. 'pyenv install 3.12'." >&2; \
+	  exit 1; fi; \
+	echo "using $$py ($$($$py --version))"; \
+	if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then \
+	  rm -rf $(VENV) && $$py -m venv $(VENV); fi
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+demo: venv
+	$(PY) -m inference.cli demo
+
+test: venv
+	$(PY) -m ruff check .
+	VARIBASED_SMOKE=1 $(PY) -m pytest -q tests
+
+lint: venv
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) .cache runs
