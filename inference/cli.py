@@ -1,32 +1,181 @@
 """The ``varibased`` command line.
 
-    varibased demo                      # the README's main job on a small budget
-    varibased references --task gridworld
+    varibased train --task gridworld --agent varibased --steps 200000 --out runs/grid
+    varibased train ... --resume                      # continue a run
+    varibased evaluate runs/grid --particles 64 --nested 4 --depth 4 --trials 512
+    varibased references --task gridworld --task bernoulli_bandit
+    varibased demo                                    # the README's main job, small budget
+
+Every input is checked before anything is compiled; errors exit with status 2 and a
+message naming the problem, and never overwrite a run.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
 import sys
+from typing import Any
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
+
+#: planning-budget flags -> EMConfig fields
+_BUDGET_FLAGS = {"particles": "num_particles", "nested": "num_nested", "depth": "depth"}
+
+
+class CliError(Exception):
+    """A user error: printed as ``error: ...`` with exit status 2."""
+
+
+def _parse_sets(items: list[str] | None) -> dict[str, Any]:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise CliError(f"--set expects KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def _check_task(name: str) -> None:
+    from models import registry
+
+    if name not in registry.names():
+        raise CliError(f"unknown task {name!r}; known tasks: {', '.join(registry.names())}")
+
+
+def _budget_overrides(args: argparse.Namespace, agent: str) -> dict[str, Any]:
+    given = {field: getattr(args, flag) for flag, field in _BUDGET_FLAGS.items()
+             if getattr(args, flag, None) is not None}
+    if given and agent != "varibased":
+        raise CliError(f"--particles/--nested/--depth are planning budgets of varibased, not of {agent}")
+    for field, value in given.items():
+        if value < 1:
+            flag = next(f for f, v in _BUDGET_FLAGS.items() if v == field)
+            raise CliError(f"--{flag} must be >= 1, got {value}")
+    return given
+
+
+def _references(task_name: str, trials: int, seed: int = 0) -> dict[str, Any]:
+    from planning.references import references
+
+    return references(task_name, num_trials=trials, seed=seed)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from inference import agents, runner
+    from models import registry
+
+    _check_task(args.task)
+    if args.steps is not None and args.steps < 1:
+        raise CliError(f"--steps must be a positive integer, got {args.steps}")
+    overrides = {**_parse_sets(args.set), **_budget_overrides(args, args.agent)}
+    try:
+        config = agents.make_config(args.agent, args.task, overrides)
+    except (ValueError, TypeError) as error:
+        raise CliError(str(error)) from error
+    steps = args.steps if args.steps is not None else 100_000
+    run_config = runner.RunConfig(
+        task=args.task, agent=args.agent, num_env_steps=steps, seed=args.seed,
+        eval_every=args.eval_every if args.eval_every is not None else max(steps // 10, 1),
+        eval_trials=args.eval_trials, checkpoint_every=args.checkpoint_every,
+        agent_config=dataclasses.asdict(config),
+    )
+    out = pathlib.Path(args.out or f"runs/{args.agent}-{args.task}-seed{args.seed}")
+    task = registry.make(args.task)
+    trainer = agents.make_trainer(args.agent, task, config)
+    refs = _references(args.task, args.reference_trials)
+    try:
+        summary = runner.train(out, run_config, task, trainer, refs, resume=args.resume,
+                               progress=not args.quiet)
+    except (runner.RunError, runner.NonFiniteError) as error:
+        raise CliError(str(error)) from error
+    print(f"trained {summary['env_steps']} env steps in {summary['wall_seconds']:.1f} s "
+          f"({summary['env_steps_per_s']:.0f} steps/s, compile {summary['compile_seconds']:.1f} s); "
+          f"final normalized score {summary['final_normalized_score']:.3f}")
+    print(f"run directory: {out} (config.json, metrics.csv, evaluations.json, checkpoint.npz, "
+          f"learning_curve.png)")
+    return 0
+
+
+def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 20_000,
+                 budget: dict[str, int] | None = None) -> dict[str, Any]:
+    """Evaluate the checkpoint of a run directory greedily on held-out trials.
+
+    Args:
+        run_dir: a directory written by ``varibased train``.
+        trials: number of held-out trials.
+        seed: seed of the held-out tasks.
+        budget: planning-budget overrides (``num_particles``, ``num_nested``, ``depth``).
+
+    Returns:
+        ``{"mean_return", "se", "normalized_score", "normalized_score_se", "config"}``.
+    """
+    from inference import agents, checkpoint, runner
+    from models import registry
+    from planning.references import normalized_scores
+
+    saved = runner.load_run(run_dir)
+    agent_config = {**saved["agent_config"], **(budget or {})}
+    try:
+        config = agents.make_config(saved["agent"], saved["task"], agent_config)
+    except (ValueError, TypeError) as error:
+        raise CliError(str(error)) from error
+    task = registry.make(saved["task"], **saved.get("task_config", {}))
+    trainer = agents.make_trainer(saved["agent"], task, config)
+    template = trainer.init(jax_key(saved["seed"]))
+    try:
+        state, _ = checkpoint.load(pathlib.Path(run_dir) / runner.CHECKPOINT_FILE, template)
+    except checkpoint.CheckpointError as error:
+        raise CliError(str(error)) from error
+    returns = runner.evaluate_state(task, trainer, state, trials, seed)
+    score, score_se = normalized_scores(returns, _references(saved["task"], 2000))
+    return {"mean_return": float(returns.mean()), "se": float(returns.std(ddof=1) / len(returns) ** 0.5),
+            "normalized_score": score, "normalized_score_se": score_se,
+            "config": dataclasses.asdict(config), "trials": trials}
+
+
+def jax_key(seed: int):
+    import jax
+
+    return jax.random.key(seed)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from inference import runner
+
+    if args.trials < 2:
+        raise CliError(f"--trials must be >= 2, got {args.trials}")
+    try:
+        saved = runner.load_run(args.run_dir)
+    except runner.RunError as error:
+        raise CliError(str(error)) from error
+    result = evaluate_run(args.run_dir, trials=args.trials, seed=args.seed,
+                          budget=_budget_overrides(args, saved["agent"]))
+    print(f"{saved['agent']} on {saved['task']}: return {result['mean_return']:.3f} ± {result['se']:.3f}, "
+          f"normalized score {result['normalized_score']:.3f} ± {result['normalized_score_se']:.3f} "
+          f"({args.trials} held-out trials)")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
 
 
 def _cmd_references(args: argparse.Namespace) -> int:
     from inference.plotting import format_reference_table, plot_references
-    from models import registry
-    from planning.references import references
 
     tasks = args.task or ["gridworld"]
-    unknown = [t for t in tasks if t not in registry.names()]
-    if unknown:
-        print(f"error: unknown task {unknown[0]!r}; known tasks: {', '.join(registry.names())}",
-              file=sys.stderr)
-        return 2
-    results = {name: references(name, num_trials=args.trials, seed=args.seed) for name in tasks}
+    for name in tasks:
+        _check_task(name)
+    if args.trials < 2:
+        raise CliError(f"--trials must be >= 2, got {args.trials}")
+    results = {name: _references(name, args.trials, args.seed) for name in tasks}
     print(format_reference_table(results))
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -37,22 +186,76 @@ def _cmd_references(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    args.task = ["gridworld"]
-    return _cmd_references(args)
+    from inference.plotting import format_reference_table
+
+    from inference.plotting import plot_references
+
+    refs = _references("gridworld", 2000)
+    print("Reference agents on GridNavi (expected return per trial):")
+    print(format_reference_table({"gridworld": refs}))
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_references({"gridworld": refs}, str(out / "references.png"))
+    if not _has_em():
+        print(f"wrote {out / 'references.png'} (the EM trainer is not installed yet)")
+        return 0
+    train_args = build_parser().parse_args([
+        "train", "--task", "gridworld", "--agent", "varibased", "--steps", str(args.steps),
+        "--out", str(out), "--seed", str(args.seed), *(["--resume"] if args.resume else []),
+    ])
+    _cmd_train(train_args)
+    result = evaluate_run(out, trials=512)
+    print(f"VariBASeD after {args.steps} env steps: normalized score {result['normalized_score']:.3f} "
+          f"± {result['normalized_score_se']:.3f} (random = 0, Bayes-optimal = 1); "
+          f"return {result['mean_return']:.3f} vs Bayes-optimal {refs['reference']['mean']:.3f}")
+    print(f"plots: {out / 'learning_curve.png'}")
+    return 0
+
+
+def _has_em() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("inference.em") is not None
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="varibased",
         description="Variational Bayes-adaptive SMC planning (VariBASeD) in JAX and NumPyro.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Tasks: gridworld, function_optimization, bernoulli_bandit (and any registered). "
+               "Agents: varibased, rl2.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run the main job on a small default budget and plot it")
-    demo.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
-    demo.add_argument("--trials", type=int, default=2000, help="Monte Carlo trials per reference")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(func=_cmd_demo)
+    train = sub.add_parser("train", help="train an agent and write a run directory")
+    train.add_argument("--task", required=True, help="task id")
+    train.add_argument("--agent", default="varibased", choices=["varibased", "rl2"])
+    train.add_argument("--steps", type=int, help="real environment steps (default 100000)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", help="run directory (default runs/AGENT-TASK-seedS)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--eval-every", type=int, help="evaluate every N env steps (default steps/10)")
+    train.add_argument("--eval-trials", type=int, default=512, help="held-out trials per evaluation")
+    train.add_argument("--checkpoint-every", type=int, default=10, help="iterations between checkpoints")
+    train.add_argument("--reference-trials", type=int, default=2000, help="trials per reference value")
+    train.add_argument("--particles", type=int, help="planner particles K (varibased)")
+    train.add_argument("--nested", type=int, help="nested task particles K_omega (varibased)")
+    train.add_argument("--depth", type=int, help="planning depth D (varibased)")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="any agent config field, e.g. --set learning_rate=3e-4 (repeatable)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=_cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a trained run at any planning budget")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--particles", type=int, help="planner particles K")
+    evaluate.add_argument("--nested", type=int, help="nested task particles K_omega")
+    evaluate.add_argument("--depth", type=int, help="planning depth D")
+    evaluate.add_argument("--trials", type=int, default=512)
+    evaluate.add_argument("--seed", type=int, default=20_000, help="seed of the held-out tasks")
+    evaluate.add_argument("--json", help="also write the result to this JSON file")
+    evaluate.set_defaults(func=_cmd_evaluate)
 
     refs = sub.add_parser("references", help="reference agents' returns (random ... Bayes-optimal)")
     refs.add_argument("--task", action="append", help="task id (repeatable; default gridworld)")
@@ -60,16 +263,24 @@ def build_parser() -> argparse.ArgumentParser:
     refs.add_argument("--trials", type=int, default=2000)
     refs.add_argument("--seed", type=int, default=0)
     refs.set_defaults(func=_cmd_references)
+
+    demo = sub.add_parser("demo", help="train VariBASeD on GridNavi at a small budget and evaluate it")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--steps", type=int, default=int(os.environ.get("VARIBASED_DEMO_STEPS", 200_000)))
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--resume", action="store_true")
+    demo.set_defaults(func=_cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
     args = build_parser().parse_args(argv)
-    if getattr(args, "trials", 2) < 2:
-        print(f"error: --trials must be >= 2, got {args.trials}", file=sys.stderr)
+    try:
+        return args.func(args)
+    except CliError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
-    return args.func(args)
 
 
 if __name__ == "__main__":
