@@ -186,9 +186,7 @@ def _cmd_references(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from inference.plotting import format_reference_table
-
-    from inference.plotting import plot_references
+    from inference.plotting import format_reference_table, plot_references
 
     refs = _references("gridworld", 2000)
     print("Reference agents on GridNavi (expected return per trial):")
