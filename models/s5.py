@@ -117,20 +117,21 @@ def ssm_init(
         raise ValueError(f"need 0 < step_min <= step_max, got {step_min}, {step_max}")
     Lambda, V = hippo_n_eigenvalues(P)
     k_b, k_c, k_d, k_s = jax.random.split(rng_key, 4)
-    B = np.asarray(jax.random.normal(k_b, (P, H))) / np.sqrt(H)
-    C = np.asarray(jax.random.normal(k_c, (H, P, 2))) / np.sqrt(2 * P)
-    B_tilde = V.conj().T @ B
-    C_tilde = (C[..., 0] + 1j * C[..., 1]) @ V
+    # jnp throughout (no host conversion), so that the init can be traced inside jit.
     f32 = lambda x: jnp.asarray(x, jnp.float32)
+    dot = lambda a, b: jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
+    V_re, V_im = f32(V.real), f32(V.imag)
+    B = jax.random.normal(k_b, (P, H), jnp.float32) / np.sqrt(H)
+    C = jax.random.normal(k_c, (H, P, 2), jnp.float32) / np.sqrt(2 * P)
     log_step = jax.random.uniform(k_s, (P,), minval=np.log(step_min), maxval=np.log(step_max))
     return SSMParams(
         Lambda_log_neg_re=f32(np.log(-Lambda.real)),
         Lambda_im=f32(Lambda.imag),
-        B_re=f32(B_tilde.real),
-        B_im=f32(B_tilde.imag),
-        C_re=f32(C_tilde.real),
-        C_im=f32(C_tilde.imag),
-        D=f32(np.asarray(jax.random.normal(k_d, (H,)))),
+        B_re=dot(V_re.T, B),  # B_tilde = V^H B
+        B_im=-dot(V_im.T, B),
+        C_re=dot(C[..., 0], V_re) - dot(C[..., 1], V_im),  # C_tilde = C V
+        C_im=dot(C[..., 0], V_im) + dot(C[..., 1], V_re),
+        D=jax.random.normal(k_d, (H,), jnp.float32),
         log_step=f32(log_step),
     )
 
