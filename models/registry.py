@@ -24,6 +24,7 @@ _FACTORIES: dict[str, Callable[..., Task]] = {}
 _BUILTIN = {
     "gridworld": "models.gridworld",
     "function_optimization": "models.function_optimization",
+    "function_optimization_lengthscale": "models.function_optimization",
     "bernoulli_bandit": "models.bandit",
 }
 
