@@ -84,7 +84,7 @@ def posterior_sampling_agent(task: Task) -> Agent:
         )
         draw_key, rng_key = jax.random.split(agent_state.rng_key)
         resample = jnp.asarray(every_step) | (transition.done == 1)
-        if task.belief_log_prob is not None:
+        if task.belief_log_prob is not None and not every_step:
             resample = resample | ~jnp.isfinite(task.belief_log_prob(belief, agent_state.sample))
         fresh = task.belief_sample(draw_key, belief)
         sample = jax.tree.map(lambda new, old: jnp.where(resample, new, old), fresh, agent_state.sample)
