@@ -1,0 +1,127 @@
+"""The learned BAMDP model: shapes, the step-0 prior read-out, the pure planner functions
+against the batched model, and the model/guide pair's sites."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpyro import handlers
+
+from models import belief, registry
+from models.gridworld import make_gridworld
+from models.task import TaskError
+from planning import rollout
+from planning.reference_agents import random_agent
+
+CONFIG = belief.BeliefConfig(latent_dim=3, hidden_size=16, state_size=8, decoder_hidden=(8, 8),
+                             head_hidden=8)
+
+
+@pytest.fixture(scope="module")
+def grid():
+    task = make_gridworld(size=3, episode_length=4, num_episodes=2, excluded=1)
+    traj = jax.jit(lambda k: rollout.run_trials(k, task, random_agent(task), 3))(jax.random.key(0))
+    return task, traj, belief.batch_from_trajectory(task, traj)
+
+
+def test_batch_and_history_inputs(grid):
+    task, traj, batch = grid
+    B, T = 3, task.trial_length
+    assert batch.actions.shape == (B, T) and batch.moved_obs.shape == (B, T, 2)
+    # moved_obs is the cell moved into, next_obs the next episode's start after a done.
+    tr = traj.transitions
+    done = np.asarray(tr.done) == 1
+    np.testing.assert_array_equal(np.asarray(batch.moved_obs)[~done], np.asarray(tr.next_obs)[~done])
+    np.testing.assert_array_equal(np.asarray(batch.next_obs)[done], 0.0)
+    inputs = belief.history_inputs(jax.tree.map(lambda x: x[0], batch), task.num_actions)
+    assert inputs.shape == (T + 1, belief.input_dim(task))
+    np.testing.assert_array_equal(inputs[0, 2:], 0.0)  # no previous action/reward/done at t=0
+    np.testing.assert_array_equal(inputs[1:, :2], batch.next_obs[0])
+    np.testing.assert_array_equal(jnp.argmax(inputs[1:, 2:7], -1), batch.actions[0])
+    np.testing.assert_allclose(inputs[1:, 7], batch.rewards[0])
+    np.testing.assert_array_equal(inputs[1:, 8], batch.dones[0])
+
+
+def test_step_zero_belief_is_the_prior_readout(grid):
+    task, _, batch = grid
+    params = belief.init_params(jax.random.key(1), task, CONFIG)
+    for b in range(3):
+        mean, log_scale = belief.trial_beliefs(params, jax.tree.map(lambda x, b=b: x[b], batch), task,
+                                               CONFIG)
+        assert mean.shape == (task.trial_length + 1, CONFIG.latent_dim)
+        _, _, prior_mean, prior_log_scale = belief.prior_belief(params, task, CONFIG)
+        np.testing.assert_allclose(mean[0], prior_mean, atol=1e-6)
+        np.testing.assert_allclose(log_scale[0], prior_log_scale, atol=1e-6)
+
+
+@pytest.mark.parametrize("decoder", ["bilinear", "mlp"])
+def test_pure_functions_match_the_batched_model(grid, decoder):
+    task, _, batch = grid
+    config = belief.BeliefConfig(**{**CONFIG.__dict__, "decoder": decoder})
+    params = belief.init_params(jax.random.key(2), task, config)
+    trial = jax.tree.map(lambda x: x[1], batch)
+    inputs = belief.history_inputs(trial, task.num_actions)
+    _, features = belief.encode_history(params, inputs, config)
+    # The planner's step mode gives the same features as the sequence encoder.
+    carry = belief.initial_carry(config)
+    step = jax.jit(belief.encoder_step)
+    for t in range(inputs.shape[0]):
+        carry, f = step(params, carry, inputs[t])
+        np.testing.assert_allclose(f, features[t], atol=1e-5)
+    # The one-pair reward distribution matches the all-pairs decoding.
+    m = jax.random.normal(jax.random.key(3), (4, config.latent_dim))
+    loglik = belief.decoder_log_likelihood(params, m, trial, task, config)
+    assert loglik.shape == (4, task.trial_length)
+    index = jnp.argmin(jnp.abs(jnp.asarray(task.reward_values) - trial.rewards[:, None]), -1)
+    for i, s in [(0, 0), (3, 5), (2, 7)]:
+        d = belief.reward_distribution(params, m[i], trial.obs[s], trial.actions[s],
+                                       trial.moved_obs[s], task, config)
+        np.testing.assert_allclose(d.log_prob(index[s]), loglik[i, s], atol=1e-5)
+    assert belief.policy_logits(params, features).shape == (task.trial_length + 1, task.num_actions)
+    assert belief.value(params, features).shape == (task.trial_length + 1,)
+
+
+def test_gaussian_decoder_on_continuous_rewards():
+    task = registry.make("function_optimization")
+    params = belief.init_params(jax.random.key(0), task, CONFIG)
+    d = belief.reward_distribution(params, jnp.zeros(3), jnp.ones(1), jnp.asarray(4), jnp.ones(1),
+                                   task, CONFIG)
+    assert d.mean.shape == () and float(d.scale) == pytest.approx(1.0)
+    queries = belief.query_inputs(task, jnp.zeros((32,), jnp.int32), jnp.arange(32))
+    assert belief.predictive_rewards(params, jnp.zeros((5, 3)), queries, task, CONFIG).shape == (5, 32)
+
+
+def test_model_and_guide_sites(grid):
+    task, _, batch = grid
+    pair = belief.make_belief_model(task, CONFIG)
+    B, T, A = 3, task.trial_length, task.num_actions
+
+    def sites(fn, *args):
+        tr = handlers.trace(handlers.seed(fn, jax.random.key(0))).get_trace(batch, *args)
+        return {k: v for k, v in tr.items()}
+
+    guide = sites(pair.guide)
+    assert guide["m"]["value"].shape == (B, T + 1, CONFIG.latent_dim)
+    assert set(belief.SITES) - {"decoder"} <= set(guide)
+    model = sites(pair.model)
+    assert model["m"]["value"].shape == (B, T + 1, CONFIG.latent_dim)
+    assert "policy" not in model and "value" not in model
+    full = sites(pair.model, jnp.full((B, T, A), 1.0 / A), jnp.zeros((B, T)))
+    assert {"policy", "value", "encoder", "policy_head", "value_head"} <= set(full)
+    with pytest.raises(ValueError, match="policy_targets"):
+        sites(pair.model, jnp.zeros((B, T, A + 1)))
+
+
+def test_bad_input_is_rejected(grid):
+    task, _, batch = grid
+    with pytest.raises(ValueError, match="latent_dim"):
+        belief.BeliefConfig(latent_dim=0)
+    with pytest.raises(ValueError, match="decoder_inputs"):
+        belief.BeliefConfig(decoder_inputs=("goal",))
+    with pytest.raises(ValueError, match="decode"):
+        belief.BeliefConfig(decode="future")
+    with pytest.raises(TaskError):
+        belief.make_belief_model("gridworld")
+    pair = belief.make_belief_model(task, CONFIG)
+    with pytest.raises(ValueError, match="moved_obs"):
+        pair.guide(batch._replace(moved_obs=batch.moved_obs[..., :1]))
