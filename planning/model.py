@@ -41,11 +41,15 @@ should too (it knows ``t``).
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import numpyro
 
 from models.task import Task, TaskError
 from planning.agent import Transition
@@ -54,10 +58,12 @@ Array = jax.Array
 Node = Any
 Omegas = Any
 
-__all__ = ["PlanningModel", "ExactNode", "exact_model", "VALUES"]
+__all__ = ["PlanningModel", "ExactNode", "exact_model", "enumerate_prior_support", "VALUES"]
 
 #: The value functions of the exact model.
-VALUES = ("qmdp", "zero")
+VALUES = ("qmdp", "qmdp_nested", "zero")
+#: Largest prior support :func:`enumerate_prior_support` enumerates.
+MAX_SUPPORT = 4096
 
 
 class PlanningModel(NamedTuple):
@@ -102,15 +108,51 @@ def _reward_value(task: Task, draw: Array) -> Array:
     return jnp.asarray(draw, jnp.float32)
 
 
+def enumerate_prior_support(task: Task, max_size: int = MAX_SUPPORT) -> Any | None:
+    """Every task of a finitely enumerable prior, or ``None``.
+
+    The prior's sample sites must all be discrete with ``has_enumerate_support`` and
+    scalar (batch and event shape ``()``), and their product no larger than ``max_size``;
+    the tasks are the prior's return values with the sites substituted.
+
+    Returns:
+        A ``TaskParams`` pytree with a leading axis ``N`` (the product of the site supports),
+        or ``None`` when the prior is continuous or too large.
+    """
+    trace = numpyro.handlers.trace(numpyro.handlers.seed(task.prior, 0)).get_trace()
+    names, supports = [], []
+    for name, site in trace.items():
+        if site["type"] != "sample" or site.get("is_observed", False):
+            continue
+        fn = site["fn"]
+        if not getattr(fn, "has_enumerate_support", False) or fn.shape() != ():
+            return None
+        names.append(name)
+        supports.append(np.asarray(fn.enumerate_support(expand=False)).reshape(-1))
+    if not names or math.prod(len(s) for s in supports) > max_size:
+        return None
+    grid = np.array(list(itertools.product(*supports)))  # [N, num_sites]
+
+    def substituted(values):
+        data = {name: values[i].astype(supports[i].dtype) for i, name in enumerate(names)}
+        return numpyro.handlers.substitute(numpyro.handlers.seed(task.prior, 0), data=data)()
+
+    return jax.vmap(substituted)(jnp.asarray(grid))
+
+
 def exact_model(task: Task, value: str = "qmdp") -> PlanningModel:
     """The exact planning model of a task: exact posterior, true dynamics, uniform prior.
 
     Args:
         task: a task with an exact belief (``belief_init``, ``belief_update``,
             ``belief_sample``); ``value="qmdp"`` also needs ``optimal_value``.
-        value: ``"qmdp"``: ``V(h) = (1/K_omega) sum_j V*(omega_j, s, t)``, the posterior
-            mean (over the nested particles) of the known-task optimal value;
-            ``"zero"``: ``V = 0`` (no twisting).
+        value: ``"qmdp"``: ``V(h) = E_{omega ~ b(h)}[V*(omega, s, t)]``, the posterior
+            expectation of the known-task optimal value, computed EXACTLY as
+            ``sum_n b(omega_n) V*(omega_n, s, t)`` when the prior's support is finite and
+            small (:func:`enumerate_prior_support`; needs ``belief_log_prob``), else as
+            ``"qmdp_nested"``; ``"qmdp_nested"``: the Monte Carlo mean over the nested
+            particles, ``(1/K_omega) sum_j V*(omega_j, s, t)`` (noisy: the noise, divided by
+            alpha, enters the weights); ``"zero"``: ``V = 0`` (no twisting).
 
     Returns:
         A :class:`PlanningModel` whose nodes are :class:`ExactNode`. Outcomes are reward
@@ -125,8 +167,11 @@ def exact_model(task: Task, value: str = "qmdp") -> PlanningModel:
     if not isinstance(task, Task):
         raise TaskError(f"exact_model needs a models.task.Task, got {type(task).__name__}")
     task.require("belief_init", "belief_update", "belief_sample")
-    if value == "qmdp":
+    if value != "zero":
         task.require("optimal_value")
+    support = None
+    if value == "qmdp" and task.belief_log_prob is not None:
+        support = enumerate_prior_support(task)
     trial_length = task.trial_length
     episode_length = task.episode_length
 
@@ -184,8 +229,18 @@ def exact_model(task: Task, value: str = "qmdp") -> PlanningModel:
     def value_fn(node: ExactNode, omegas: Any) -> Array:
         if value == "zero":
             return jnp.zeros((), jnp.float32)
-        values = jax.vmap(task.optimal_value, in_axes=(0, None, None))(omegas, node.state, node.t)
-        return jnp.where(node.t < trial_length, values.mean(), 0.0).astype(jnp.float32)
+        if support is None:
+            values = jax.vmap(task.optimal_value, in_axes=(0, None, None))(
+                omegas, node.state, node.t
+            )
+            estimate = values.mean()
+        else:
+            values = jax.vmap(task.optimal_value, in_axes=(0, None, None))(
+                support, node.state, node.t
+            )
+            log_probs = jax.vmap(task.belief_log_prob, in_axes=(None, 0))(node.belief, support)
+            estimate = jnp.sum(jax.nn.softmax(log_probs) * values)
+        return jnp.where(node.t < trial_length, estimate, 0.0).astype(jnp.float32)
 
     return PlanningModel(
         num_actions=task.num_actions,

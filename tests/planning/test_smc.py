@@ -8,6 +8,7 @@
 * one compilation per configuration; clear errors on bad configurations.
 """
 
+import dataclasses
 import math
 
 import chex
@@ -297,3 +298,22 @@ def test_configuration_is_hashable_and_validated_on_replace():
     assert config.budget == 4 * 4 * 4
     with pytest.raises(ValueError, match="num_particles"):
         config.replace(num_particles=-1)
+
+
+def test_exact_qmdp_value_on_an_enumerable_prior():
+    """V(h) = sum_n b(omega_n) V*(omega_n): exact for a finite prior, the nested mean else."""
+    table = jnp.asarray([3.0, 1.0])
+    task = two_hypotheses_bandit()
+    task = dataclasses.replace(
+        task,
+        belief_log_prob=lambda belief, params: jnp.log(belief[params["which"]]),
+        optimal_value=lambda params, state, t: table[params["which"]] * (4 - t),
+    )
+    root = exact_model(task).init(jax.random.key(0))._replace(belief=jnp.array([0.25, 0.75]))
+    omegas = {"which": jnp.array([0, 0, 0, 1])}
+    exact = exact_model(task, value="qmdp").value(root, omegas)
+    assert float(exact) == pytest.approx(4 * (0.25 * 3.0 + 0.75 * 1.0))
+    nested = exact_model(task, value="qmdp_nested").value(root, omegas)
+    assert float(nested) == pytest.approx(4 * (3 * 3.0 + 1.0) / 4)
+    past_end = root._replace(t=jnp.asarray(4, jnp.int32))
+    assert float(exact_model(task).value(past_end, omegas)) == 0.0
