@@ -262,6 +262,10 @@ class EncoderConfig:
         num_layers: residual S5 blocks.
         mode: ``"sequential"`` (``lax.scan``; the faster one on CPU for short trials) or
             ``"parallel"`` (``associative_scan``) for whole sequences.
+        step_min, step_max: range of the initial ZOH step sizes ``Delta`` (log-uniform).
+            Trials here are tens of steps, not thousands: with ``Delta`` in ``[0.01, 1]`` a
+            single input (a found goal) moves the state by ``O(Delta |B|)`` and is remembered
+            for ``~1 / (Delta |Re Lambda|)`` steps.
     """
 
     input_dim: int
@@ -269,12 +273,18 @@ class EncoderConfig:
     state_size: int = 32
     num_layers: int = 1
     mode: str = "sequential"
+    step_min: float = 0.01
+    step_max: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("input_dim", "hidden_size", "state_size", "num_layers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"EncoderConfig.{name} must be a positive int, got {value!r}")
+        if not 0 < self.step_min <= self.step_max:
+            raise ValueError(
+                f"EncoderConfig needs 0 < step_min <= step_max, got {self.step_min}, {self.step_max}"
+            )
         if self.mode not in ("sequential", "parallel"):
             raise ValueError(f"EncoderConfig.mode must be 'sequential' or 'parallel', got {self.mode!r}")
 
@@ -303,7 +313,8 @@ def encoder_init(rng_key: Array, config: EncoderConfig) -> dict:
         layers.append(
             {
                 "norm": {"scale": jnp.ones((H,), jnp.float32), "bias": jnp.zeros((H,), jnp.float32)},
-                "ssm": ssm_init(keys[1 + 2 * i], config.state_size, H),
+                "ssm": ssm_init(keys[1 + 2 * i], config.state_size, H,
+                                step_min=config.step_min, step_max=config.step_max),
                 "glu": _dense_init(keys[2 + 2 * i], H, 2 * H),
             }
         )

@@ -1,0 +1,90 @@
+"""SVI on the learned model: jitted updates without re-tracing, the loss goes down, and a
+small trained model finds the GridNavi goal once it has been stepped on."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from inference.svi import SVIConfig, fit, make_belief_svi, sample_minibatches
+from models import belief
+from models.gridworld import make_gridworld
+from planning import rollout
+from planning.reference_agents import posterior_sampling_agent
+
+CONFIG = belief.BeliefConfig(latent_dim=3, hidden_size=32, state_size=16, decoder_hidden=(32, 32),
+                             head_hidden=16, decoder_inputs=("moved_obs",))
+
+
+@pytest.fixture(scope="module")
+def small_grid():
+    task = make_gridworld(size=3, episode_length=4, num_episodes=2, excluded=1)
+    agent = posterior_sampling_agent(task)
+    traj = jax.jit(lambda k: rollout.run_trials(k, task, agent, 1024))(jax.random.key(0))
+    return task, traj, belief.batch_from_trajectory(task, traj)
+
+
+def test_updates_are_jitted_once_and_reduce_the_loss(small_grid):
+    task, _, data = small_grid
+    trainer = make_belief_svi(task, CONFIG, SVIConfig(learning_rate=3e-3))
+    batch = jax.tree.map(lambda x: x[:32], data)
+    targets = jnp.full((32, task.trial_length, task.num_actions), 1.0 / task.num_actions)
+    values = jnp.zeros((32, task.trial_length))
+    state = trainer.init(jax.random.key(1), batch, targets, values)
+    params0 = trainer.get_params(state)
+    counted = chex.assert_max_traces(trainer.update.__wrapped__, n=1)
+    update = jax.jit(counted)
+    first = None
+    for _ in range(3):
+        state, loss = update(state, batch, targets, values)
+        first = loss if first is None else first
+    # The joint objective trains the policy and value heads too.
+    params1 = trainer.get_params(state)
+    assert not np.allclose(params0.policy_head["out"]["w"], params1.policy_head["out"]["w"])
+    assert not np.allclose(params0.value_head["out"]["w"], params1.value_head["out"]["w"])
+    minibatches = sample_minibatches(jax.random.key(2), data, 10, 32)
+    losses = []
+    for key in jax.random.split(jax.random.key(3), 6):
+        state, loss = trainer.update_many(state, sample_minibatches(key, data, 10, 32))
+        losses.append(loss)
+    losses = np.concatenate(losses)
+    assert losses.shape == (60,) and np.all(np.isfinite(losses))
+    assert losses[-10:].mean() < float(first) - 0.5
+    assert minibatches.actions.shape == (10, 32, task.trial_length)
+
+
+@pytest.mark.xfail(reason="known gap: after 400 updates the learned read-out stays near uniform "
+                   "(0.14 mass on the found goal, 8 candidates); the belief does not yet learn to "
+                   "use the history fast enough -- see the issue-3 report", strict=False)
+def test_goal_found_belief_concentrates_on_it(small_grid):
+    """After the goal has been stepped on, the learned belief over the candidate cells
+    (p(c) ∝ E_q P(r = +1 | noop at c, m)) puts >= 0.9 mass on it (mean over held-out trials)."""
+    task, _, data = small_grid
+    trainer = make_belief_svi(task, CONFIG, SVIConfig(learning_rate=3e-3))
+    state, losses = fit(jax.random.key(4), trainer, data, num_updates=400, batch_size=64,
+                        updates_per_call=50)
+    params = trainer.get_params(state)
+    held = jax.jit(lambda k: rollout.run_trials(k, task, posterior_sampling_agent(task), 256))(
+        jax.random.key(5))
+    batch = belief.batch_from_trajectory(task, held)
+    candidates = np.flatnonzero(np.asarray(task.belief_init()) > 0)
+    positions = jnp.stack([candidates % 3, candidates // 3], -1).astype(jnp.int32)
+    queries = belief.query_inputs(task, positions, jnp.zeros(len(candidates), jnp.int32))
+
+    @jax.jit
+    def readout(batch):
+        probs = jax.vmap(lambda k, trial: belief.trial_predictive(
+            k, params, trial, queries, task, CONFIG, 32))(jax.random.split(jax.random.key(6), 256),
+                                                          batch)
+        hit = probs[..., 1].mean(2)
+        return hit / hit.sum(-1, keepdims=True)  # [B, T+1, Q]
+
+    p = np.asarray(readout(batch))
+    goal = np.asarray(held.task_params["goal"])
+    goal_q = np.searchsorted(candidates, goal)
+    found = np.cumsum(np.asarray(held.transitions.reward) > 0.5, axis=1) > 0  # after step s
+    found = np.concatenate([np.zeros((256, 1), bool), found], axis=1)  # belief t saw s < t
+    mass = p[np.arange(256), :, goal_q]  # [B, T+1]
+    assert found.sum() > 200
+    assert mass[found].mean() >= 0.9, (mass[found].mean(), losses[-10:].mean())
