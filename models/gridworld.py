@@ -47,7 +47,7 @@ from models.task import Task, TaskError
 
 Array = jax.Array
 
-__all__ = ["make_gridworld", "ACTION_NAMES", "MOVES", "cell_index", "cell_position"]
+__all__ = ["make_gridworld", "goal_prior_probs", "ACTION_NAMES", "MOVES", "cell_index", "cell_position"]
 
 ACTION_NAMES = ("noop", "up", "right", "down", "left")
 #: The (dx, dy) of each action.
