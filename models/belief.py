@@ -209,8 +209,8 @@ def _dense(p: dict[str, Array], x: Array) -> Array:
 
 
 def input_dim(task: Task) -> int:
-    """Size of one history input: ``obs_dim + num_actions + 2``."""
-    return task.obs_dim + task.num_actions + 2
+    """Size of one history input: ``obs_dim + num_actions + 3``."""
+    return task.obs_dim + task.num_actions + 3
 
 
 def _decoder_input_dim(task: Task, config: BeliefConfig) -> int:
@@ -289,31 +289,43 @@ def init_params(rng_key: Array, task: Task, config: BeliefConfig) -> BeliefParam
 
 
 def history_input(obs: Array, prev_action: Array, prev_reward: Array, done: Array,
-                  num_actions: int) -> Array:
-    """One encoder input ``(obs, onehot(prev_action), prev_reward, done)``.
+                  num_actions: int, t: Array, trial_length: int) -> Array:
+    """One encoder input ``(obs, onehot(prev_action), prev_reward, done, t / trial_length)``.
+
+    The trial step is an input so that the value and policy heads (and the belief) know how
+    much of the trial is left: the tasks' returns are undiscounted sums over the trial.
 
     Args:
         obs: float32 ``[obs_dim]``, the current observation.
         prev_action: int32 scalar; a negative value (no previous action) gives a zero one-hot.
         prev_reward: float32 scalar (0 at the first step).
         done: the previous step ended an episode (0/1).
+        t: int32 scalar, the trial step of ``obs`` (0 at the start).
+        trial_length: steps per trial.
 
     Returns:
-        float32 ``[obs_dim + num_actions + 2]``.
+        float32 ``[obs_dim + num_actions + 3]``.
     """
     return jnp.concatenate([
         jnp.asarray(obs, jnp.float32),
         jax.nn.one_hot(prev_action, num_actions, dtype=jnp.float32),
         jnp.asarray(prev_reward, jnp.float32)[None],
         jnp.asarray(done, jnp.float32)[None],
+        (jnp.asarray(t, jnp.float32) / trial_length)[None],
     ])
 
 
-def history_inputs(trial: TrialBatch, num_actions: int) -> Array:
-    """The ``T + 1`` encoder inputs of ONE trial (``[T, ...]`` fields): float32 ``[T+1, D]``."""
-    first = history_input(trial.obs[0], -1, 0.0, 0, num_actions)
-    rest = jax.vmap(lambda o, a, r, d: history_input(o, a, r, d, num_actions))(
-        trial.next_obs, trial.actions, trial.rewards, trial.dones
+def history_inputs(trial: TrialBatch, num_actions: int, trial_length: int | None = None) -> Array:
+    """The ``T + 1`` encoder inputs of ONE trial (``[T, ...]`` fields): float32 ``[T+1, D]``.
+
+    The trial starts at trial step 0; ``trial_length`` (default ``T``, a whole trial)
+    normalizes the time input, so pass the task's for a prefix of a trial.
+    """
+    T = trial.actions.shape[0]
+    length = T if trial_length is None else trial_length
+    first = history_input(trial.obs[0], -1, 0.0, 0, num_actions, 0, length)
+    rest = jax.vmap(lambda o, a, r, d, t: history_input(o, a, r, d, num_actions, t, length))(
+        trial.next_obs, trial.actions, trial.rewards, trial.dones, jnp.arange(1, T + 1)
     )
     return jnp.concatenate([first[None], rest], axis=0)
 
@@ -350,7 +362,7 @@ def prior_belief(params: BeliefParams, task: Task, config: BeliefConfig):
         ``(carry, features [H], mean [L], log_scale [L])``.
     """
     obs0 = task.observe(task.initial_state())
-    x0 = history_input(obs0, -1, 0.0, 0, task.num_actions)
+    x0 = history_input(obs0, -1, 0.0, 0, task.num_actions, 0, task.trial_length)
     carry, features = encoder_step(params, initial_carry(config), x0)
     mean, log_scale = belief_head(params, features)
     return carry, features, mean, log_scale
@@ -358,7 +370,7 @@ def prior_belief(params: BeliefParams, task: Task, config: BeliefConfig):
 
 def trial_beliefs(params: BeliefParams, trial: TrialBatch, task: Task, config: BeliefConfig):
     """Beliefs of ONE trial at every step ``t = 0..T``: ``(mean, log_scale)``, ``[T+1, L]``."""
-    _, features = encode_history(params, history_inputs(trial, task.num_actions), config)
+    _, features = encode_history(params, history_inputs(trial, task.num_actions, task.trial_length), config)
     return belief_head(params, features)
 
 
@@ -529,7 +541,7 @@ def make_belief_model(task: Task, config: BeliefConfig | None = None) -> BeliefM
 
     def features_of(encoder, batch: TrialBatch) -> Array:
         params = BeliefParams(encoder, None, None, None, None)
-        inputs = jax.vmap(lambda trial: history_inputs(trial, A))(batch)
+        inputs = jax.vmap(lambda trial: history_inputs(trial, A, task.trial_length))(batch)
         return jax.vmap(lambda x: encode_history(params, x, config)[1])(inputs)  # [B,T+1,H]
 
     def model(batch, policy_targets=None, value_targets=None, policy_weight=1.0, value_weight=1.0):

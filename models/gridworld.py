@@ -138,7 +138,10 @@ def make_gridworld(
         return jnp.clip(state + moves[action], 0, size - 1).astype(jnp.int32)
 
     def observe(state: Array) -> Array:
-        return jnp.asarray(state, jnp.float32)
+        # (x, y) as floats, then a one-hot of the cell: learned decoders and encoders read a
+        # cell's identity directly (VariBAD's multi-head decoder, in observation form).
+        one_hot = jax.nn.one_hot(cell_index(state, size), size * size, dtype=jnp.float32)
+        return jnp.concatenate([jnp.asarray(state, jnp.float32), one_hot])
 
     def reward_distribution(task_params, state, action, next_state) -> dist.Distribution:
         del state, action
@@ -210,7 +213,7 @@ def make_gridworld(
     return Task(
         name="gridworld",
         num_actions=5,
-        obs_dim=2,
+        obs_dim=2 + size * size,
         episode_length=episode_length,
         num_episodes=num_episodes,
         prior=prior,

@@ -77,9 +77,10 @@ def test_inputs_carry_previous_action_reward_and_done():
     tr = jax.tree.map(lambda x: x[0], traj.transitions)
     inputs, resets = rl2.trial_inputs(task, tr)
     assert inputs.shape == (task.trial_length, rl2.input_dim(task))
-    np.testing.assert_array_equal(resets, np.eye(task.trial_length)[0])
     A = task.num_actions
-    np.testing.assert_array_equal(inputs[0], np.zeros(rl2.input_dim(task)))  # obs (0, 0), nothing before
+    np.testing.assert_array_equal(resets, np.eye(task.trial_length)[0])
+    start = np.asarray(task.observe(task.initial_state()))
+    np.testing.assert_array_equal(inputs[0], np.concatenate([start, np.zeros(A + 2)]))  # nothing before
     for t in (1, 15, 16, 59):
         expected = np.concatenate([tr.obs[t], np.eye(A)[int(tr.action[t - 1])],
                                    [tr.reward[t - 1], tr.done[t - 1]]])

@@ -26,20 +26,22 @@ def grid():
 
 def test_batch_and_history_inputs(grid):
     task, traj, batch = grid
-    B, T = 3, task.trial_length
-    assert batch.actions.shape == (B, T) and batch.moved_obs.shape == (B, T, 2)
+    B, T, d = 3, task.trial_length, task.obs_dim
+    assert batch.actions.shape == (B, T) and batch.moved_obs.shape == (B, T, d)
     # moved_obs is the cell moved into, next_obs the next episode's start after a done.
     tr = traj.transitions
     done = np.asarray(tr.done) == 1
     np.testing.assert_array_equal(np.asarray(batch.moved_obs)[~done], np.asarray(tr.next_obs)[~done])
-    np.testing.assert_array_equal(np.asarray(batch.next_obs)[done], 0.0)
+    start = np.asarray(task.observe(task.initial_state()))
+    np.testing.assert_array_equal(np.asarray(batch.next_obs)[done], np.broadcast_to(start, (done.sum(), d)))
     inputs = belief.history_inputs(jax.tree.map(lambda x: x[0], batch), task.num_actions)
     assert inputs.shape == (T + 1, belief.input_dim(task))
-    np.testing.assert_array_equal(inputs[0, 2:], 0.0)  # no previous action/reward/done at t=0
-    np.testing.assert_array_equal(inputs[1:, :2], batch.next_obs[0])
-    np.testing.assert_array_equal(jnp.argmax(inputs[1:, 2:7], -1), batch.actions[0])
-    np.testing.assert_allclose(inputs[1:, 7], batch.rewards[0])
-    np.testing.assert_array_equal(inputs[1:, 8], batch.dones[0])
+    np.testing.assert_array_equal(inputs[0, d:], 0.0)  # no previous action/reward/done; t = 0
+    np.testing.assert_array_equal(inputs[1:, :d], batch.next_obs[0])
+    np.testing.assert_array_equal(jnp.argmax(inputs[1:, d:d + 5], -1), batch.actions[0])
+    np.testing.assert_allclose(inputs[1:, d + 5], batch.rewards[0])
+    np.testing.assert_array_equal(inputs[1:, d + 6], batch.dones[0])
+    np.testing.assert_allclose(inputs[1:, d + 7], np.arange(1, T + 1) / T)  # the trial step
 
 
 def test_step_zero_belief_is_the_prior_readout(grid):

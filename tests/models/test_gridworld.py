@@ -51,7 +51,7 @@ def _position(x, y):
 def test_registry_builds_default_and_small_instances():
     task = registry.make("gridworld")
     assert task.name == "gridworld"
-    assert (task.num_actions, task.obs_dim, task.episode_length, task.num_episodes) == (5, 2, 15, 4)
+    assert (task.num_actions, task.obs_dim, task.episode_length, task.num_episodes) == (5, 27, 15, 4)
     assert task.trial_length == 60
     assert task.reward_values == (-0.1, 1.0)
     assert task.thompson_resample == "episode"
@@ -113,7 +113,9 @@ def test_cell_index_convention():
     assert np.array_equal(task.transition(_position(2, 2), DOWN), [2, 1])
     assert np.array_equal(task.transition(_position(2, 2), LEFT), [1, 2])
     assert np.array_equal(task.transition(_position(2, 2), NOOP), [2, 2])
-    assert np.array_equal(task.observe(_position(3, 1)), np.array([3.0, 1.0], np.float32))
+    obs = task.observe(_position(3, 1))
+    assert np.array_equal(obs[:2], np.array([3.0, 1.0], np.float32))
+    assert obs[2:].sum() == 1 and obs[2 + 1 * 5 + 3] == 1  # one-hot of cell y * size + x
 
 
 def test_walls_clip():
@@ -135,9 +137,9 @@ def test_rewards_resets_and_goal_kept_across_episodes():
     assert np.array_equal(np.nonzero(np.asarray(done))[0] + 1, [15, 30, 45, 60])
     assert done.dtype == jnp.int32
     # after the 15th step the agent is back at the start; the goal (reward) is kept
-    assert np.array_equal(obs[14], [0.0, 0.0]) and np.array_equal(before[15], [0, 0])
+    assert np.array_equal(obs[14][:2], [0.0, 0.0]) and np.array_equal(before[15], [0, 0])
     assert np.array_equal(before[:9], [[0, 0]] * 4 + [[1, 0], [2, 0], [2, 1], [2, 1], [2, 2]])
-    assert np.array_equal(obs[13], [2.0, 2.0])
+    assert np.array_equal(obs[13][:2], [2.0, 2.0])
 
 
 def test_env_is_jittable_vmappable_and_deterministic():
