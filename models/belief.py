@@ -124,6 +124,10 @@ class BeliefConfig:
         decode: ``"trial"`` (every belief decodes the whole trial, VariBAD) or ``"past"``
             (belief ``t`` decodes the rewards ``s < t`` it has seen).
         mode: S5 sequence form, ``"sequential"`` or ``"parallel"``.
+        input_hidden: GELU units embedding each history input before the S5 (0: linear);
+            see :class:`models.s5.EncoderConfig`.
+        step_min, step_max: the S5's initial ZOH step range; small steps remember a whole
+            60-step trial (a goal ruled out in episode 1 must stay ruled out in episode 4).
     """
 
     latent_dim: int = 5
@@ -136,6 +140,9 @@ class BeliefConfig:
     decoder: str = "bilinear"
     decode: str = "trial"
     mode: str = "sequential"
+    input_hidden: int = 64
+    step_min: float = 0.001
+    step_max: float = 0.1
 
     def __post_init__(self) -> None:
         for name in ("latent_dim", "hidden_size", "state_size", "num_layers", "head_hidden"):
@@ -160,6 +167,13 @@ class BeliefConfig:
             raise ValueError(f"BeliefConfig.decode must be 'trial' or 'past', got {self.decode!r}")
         if self.mode not in ("sequential", "parallel"):
             raise ValueError(f"BeliefConfig.mode must be 'sequential' or 'parallel', got {self.mode!r}")
+        if not (isinstance(self.step_min, int | float) and isinstance(self.step_max, int | float)
+                and 0 < self.step_min <= self.step_max):
+            raise ValueError(f"BeliefConfig needs 0 < step_min <= step_max, got {self.step_min!r}, "
+                             f"{self.step_max!r}")
+        if isinstance(self.input_hidden, bool) or not isinstance(self.input_hidden, int) \
+                or self.input_hidden < 0:
+            raise ValueError(f"BeliefConfig.input_hidden must be an int >= 0, got {self.input_hidden!r}")
 
 
 class BeliefParams(NamedTuple):
@@ -230,6 +244,9 @@ def encoder_config(task: Task, config: BeliefConfig) -> s5.EncoderConfig:
         state_size=config.state_size,
         num_layers=config.num_layers,
         mode=config.mode,
+        input_hidden=config.input_hidden,
+        step_min=config.step_min,
+        step_max=config.step_max,
     )
 
 

@@ -266,6 +266,11 @@ class EncoderConfig:
             Trials here are tens of steps, not thousands: with ``Delta`` in ``[0.01, 1]`` a
             single input (a found goal) moves the state by ``O(Delta |B|)`` and is remembered
             for ``~1 / (Delta |Re Lambda|)`` steps.
+        input_hidden: hidden units of a GELU layer embedding each input before the first
+            S5 block (0: a linear embedding). A linear recurrence can only sum linear
+            projections of its inputs; a nonlinear embedding lets it accumulate products
+            of an input's parts (e.g. "this cell" and "reward +1"), as VariBAD's input
+            embeddings do before its GRU.
     """
 
     input_dim: int
@@ -275,12 +280,16 @@ class EncoderConfig:
     mode: str = "sequential"
     step_min: float = 0.01
     step_max: float = 1.0
+    input_hidden: int = 0
 
     def __post_init__(self) -> None:
         for name in ("input_dim", "hidden_size", "state_size", "num_layers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"EncoderConfig.{name} must be a positive int, got {value!r}")
+        if isinstance(self.input_hidden, bool) or not isinstance(self.input_hidden, int) \
+                or self.input_hidden < 0:
+            raise ValueError(f"EncoderConfig.input_hidden must be an int >= 0, got {self.input_hidden!r}")
         if not 0 < self.step_min <= self.step_max:
             raise ValueError(
                 f"EncoderConfig needs 0 < step_min <= step_max, got {self.step_min}, {self.step_max}"
@@ -318,7 +327,20 @@ def encoder_init(rng_key: Array, config: EncoderConfig) -> dict:
                 "glu": _dense_init(keys[2 + 2 * i], H, 2 * H),
             }
         )
-    return {"input": _dense_init(keys[0], config.input_dim, H), "layers": tuple(layers)}
+    if config.input_hidden:
+        k_hidden, k_out = jax.random.split(keys[0])
+        embed = {"hidden": _dense_init(k_hidden, config.input_dim, config.input_hidden),
+                 "out": _dense_init(k_out, config.input_hidden, H)}
+    else:
+        embed = _dense_init(keys[0], config.input_dim, H)
+    return {"input": embed, "layers": tuple(layers)}
+
+
+def _embed(p: dict, inputs: Array) -> Array:
+    """The input embedding: linear, or one GELU hidden layer (``input_hidden > 0``)."""
+    if "hidden" in p:
+        return _dense(p["out"], jax.nn.gelu(_dense(p["hidden"], inputs)))
+    return _dense(p, inputs)
 
 
 def encoder_initial_carry(config: EncoderConfig) -> tuple[SSMState, ...]:
@@ -346,7 +368,7 @@ def encoder_step(
     Returns:
         ``(carry, features)`` with features float32 ``[H]``.
     """
-    x = _dense(params["input"], inputs)
+    x = _embed(params["input"], inputs)
     new_carry = []
     for layer, state in zip(params["layers"], carry, strict=True):
         state, y = apply_step(layer["ssm"], state, _layer_norm(layer["norm"], x), reset)
@@ -379,7 +401,7 @@ def encoder_apply(
     if mode not in ("sequential", "parallel"):
         raise ValueError(f"mode must be 'sequential' or 'parallel', got {mode!r}")
     apply = apply_sequential if mode == "sequential" else apply_parallel
-    x = _dense(params["input"], inputs)
+    x = _embed(params["input"], inputs)
     new_carry = []
     for layer, state in zip(params["layers"], carry, strict=True):
         state, y = apply(layer["ssm"], state, _layer_norm(layer["norm"], x), resets)

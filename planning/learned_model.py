@@ -1,0 +1,123 @@
+"""The learned planning model: the Belief-SMC planner inside the S5 variational belief.
+
+A :class:`~planning.model.PlanningModel` (the planner cannot tell it from the exact one)
+built from the parameters of :mod:`models.belief`:
+
+* node: the S5 carry and features of a history ``h`` (real or imagined), the known task
+  state and the trial step ``t``;
+* ``sample_tasks``: ``K_omega`` latents ``m_j ~ q_phi(m | h)`` from the Gaussian head;
+* ``simulate``: pick ``j`` uniformly and draw the reward from ``p_theta(r | s, a, s', m_j)``
+  (a draw from the ``K_omega``-mixture predictive), or the mixture's mean reward;
+* ``advance``: the known transition (with episode resets) and one S5 step on the imagined
+  input ``(o', onehot(a), r, done)`` -- the belief update inside imagination that lets
+  the plan value information; with ``update_belief=False`` the carry stays the root's;
+* ``policy_logits`` / ``value``: the policy and value heads on the S5 features.
+After the trial's end imagined steps are no-ops (reward 0, value 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from models import belief as belief_lib
+from models.belief import BeliefConfig, BeliefParams
+from models.task import Task
+from planning.agent import Transition
+from planning.model import PlanningModel
+
+Array = jax.Array
+
+__all__ = ["LearnedNode", "learned_model"]
+
+
+class LearnedNode(NamedTuple):
+    """A node of the learned model.
+
+    Attributes:
+        carry: the S5 carry after the history's last input.
+        features: float32 ``[H]``, the S5 features of the history.
+        state: the known task state at step ``t``.
+        t: int32 scalar trial step.
+    """
+
+    carry: Any
+    features: Array
+    state: Any
+    t: Array
+
+
+def learned_model(task: Task, config: BeliefConfig, params: BeliefParams) -> PlanningModel:
+    """The planning model of the learned belief with parameters ``params``.
+
+    Build it inside the jitted function that uses it (``params`` are traced values).
+    """
+    num_actions = task.num_actions
+    trial_length, episode_length = task.trial_length, task.episode_length
+    values = jnp.asarray(task.reward_values, jnp.float32) if task.categorical_rewards else None
+
+    def encode(carry, obs, action, reward, done, t):
+        x = belief_lib.history_input(obs, action, reward, done, num_actions, t, trial_length)
+        return belief_lib.encoder_step(params, carry, x)
+
+    def init(rng_key: Array) -> LearnedNode:
+        del rng_key
+        carry, features, _, _ = belief_lib.prior_belief(params, task, config)
+        return LearnedNode(carry, features, task.initial_state(), jnp.zeros((), jnp.int32))
+
+    def update(node: LearnedNode, transition: Transition) -> LearnedNode:
+        nxt = transition.next_env_state
+        carry, features = encode(node.carry, transition.next_obs, transition.action,
+                                 transition.reward, transition.done, nxt.t)
+        return LearnedNode(carry, features, nxt.state, jnp.asarray(nxt.t, jnp.int32))
+
+    def sample_tasks(rng_key: Array, node: LearnedNode, num: int) -> Array:
+        mean, log_scale = belief_lib.belief_head(params, node.features)
+        return mean + jnp.exp(log_scale) * jax.random.normal(rng_key, (num,) + mean.shape)
+
+    def simulate(rng_key: Array, node: LearnedNode, action: Array, omegas: Array, expected: bool):
+        pick_key, draw_key = jax.random.split(rng_key)
+        moved = task.transition(node.state, action)
+        queries = (task.observe(node.state)[None], jnp.asarray(action, jnp.int32)[None],
+                   task.observe(moved)[None])
+        predictive = belief_lib.predictive_rewards(params, omegas, queries, task, config)[:, 0]
+        j = jax.random.randint(pick_key, (), 0, omegas.shape[0])
+        if values is not None:  # predictive: probabilities [K_omega, num_values]
+            sampled = values[jax.random.categorical(draw_key, jnp.log(predictive[j] + 1e-12))]
+            mean_reward = (predictive @ values).mean()
+        else:  # predictive: means [K_omega]; the decoder's noise scale is shared
+            scale = jnp.exp(jnp.clip(params.decoder["log_scale"], -7.0, 2.0)).reshape(())
+            sampled = predictive[j] + scale * jax.random.normal(draw_key)
+            mean_reward = predictive.mean()
+        reward = mean_reward if expected else sampled
+        live = node.t < trial_length
+        return jnp.where(live, reward, 0.0).astype(jnp.float32), sampled.astype(jnp.float32)
+
+    def advance(node: LearnedNode, action: Array, outcome: Array, update_belief: bool) -> LearnedNode:
+        moved = task.transition(node.state, action)
+        t = node.t + 1
+        done = (t % episode_length) == 0
+        state = jax.tree.map(lambda s, m: jnp.where(done, s, m), task.initial_state(), moved)
+        if update_belief:
+            carry, features = encode(node.carry, task.observe(state), action, outcome,
+                                     done.astype(jnp.int32), t)
+        else:
+            carry, features = node.carry, node.features
+        nxt = LearnedNode(carry, features, state, t)
+        live = node.t < trial_length
+        return jax.tree.map(lambda n, o: jnp.where(live, n, o), nxt, node)
+
+    def policy_logits(node: LearnedNode) -> Array:
+        return belief_lib.policy_logits(params, node.features)
+
+    def value(node: LearnedNode, omegas: Array) -> Array:
+        del omegas
+        v = belief_lib.value(params, node.features)
+        return jnp.where(node.t < trial_length, v, 0.0).astype(jnp.float32)
+
+    return PlanningModel(
+        num_actions=num_actions, init=init, update=update, sample_tasks=sample_tasks,
+        simulate=simulate, advance=advance, policy_logits=policy_logits, value=value,
+    )
