@@ -126,6 +126,8 @@ class BeliefConfig:
         mode: S5 sequence form, ``"sequential"`` or ``"parallel"``.
         input_hidden: GELU units embedding each history input before the S5 (0: linear);
             see :class:`models.s5.EncoderConfig`.
+        kl_weight: weight ``beta`` of the KL term (1: the ELBO; below 1 a sharper belief,
+            as in beta-VAEs, at the price of a looser bound).
         step_min, step_max: the S5's initial ZOH step range; small steps remember a whole
             60-step trial (a goal ruled out in episode 1 must stay ruled out in episode 4).
     """
@@ -141,6 +143,7 @@ class BeliefConfig:
     decode: str = "trial"
     mode: str = "sequential"
     input_hidden: int = 64
+    kl_weight: float = 1.0
     step_min: float = 0.001
     step_max: float = 0.1
 
@@ -171,6 +174,8 @@ class BeliefConfig:
                 and 0 < self.step_min <= self.step_max):
             raise ValueError(f"BeliefConfig needs 0 < step_min <= step_max, got {self.step_min!r}, "
                              f"{self.step_max!r}")
+        if not isinstance(self.kl_weight, int | float) or not self.kl_weight > 0:
+            raise ValueError(f"BeliefConfig.kl_weight must be > 0, got {self.kl_weight!r}")
         if isinstance(self.input_hidden, bool) or not isinstance(self.input_hidden, int) \
                 or self.input_hidden < 0:
             raise ValueError(f"BeliefConfig.input_hidden must be an int >= 0, got {self.input_hidden!r}")
@@ -567,7 +572,8 @@ def make_belief_model(task: Task, config: BeliefConfig | None = None) -> BeliefM
         params = BeliefParams(None, None, decoder, None, None)
         with handlers.scale(scale=1.0 / (B * (T + 1))):
             with numpyro.plate("trials", B, dim=-2), numpyro.plate("beliefs", T + 1, dim=-1):
-                m = numpyro.sample("m", dist.Normal(jnp.zeros(L), 1.0).to_event(1))
+                with handlers.scale(scale=config.kl_weight):
+                    m = numpyro.sample("m", dist.Normal(jnp.zeros(L), 1.0).to_event(1))
                 loglik = jax.vmap(
                     lambda m_b, trial: decoder_log_likelihood(params, m_b, trial, task, config)
                 )(m, batch)  # [B, T+1, T]
@@ -603,7 +609,8 @@ def make_belief_model(task: Task, config: BeliefConfig | None = None) -> BeliefM
         mean, log_scale = belief_head(BeliefParams(None, head, None, None, None), features)
         with handlers.scale(scale=1.0 / (B * (T + 1))):
             with numpyro.plate("trials", B, dim=-2), numpyro.plate("beliefs", T + 1, dim=-1):
-                numpyro.sample("m", dist.Normal(mean, jnp.exp(log_scale)).to_event(1))
+                with handlers.scale(scale=config.kl_weight):
+                    numpyro.sample("m", dist.Normal(mean, jnp.exp(log_scale)).to_event(1))
 
     def checked(fn):
         def wrapper(batch, policy_targets=None, value_targets=None, policy_weight=1.0,
