@@ -15,7 +15,12 @@ from planning.agent import Agent, Transition
 
 Array = jax.Array
 
-__all__ = ["Trajectory", "run_trial", "run_trials", "episode_returns", "ReturnStats", "evaluate"]
+__all__ = ["Trajectory", "run_trial", "run_trials", "episode_returns", "ReturnStats", "evaluate",
+           "ENV_AXIS", "shard_envs"]
+
+#: Mesh axis along which :func:`run_trials` splits its trials when such a mesh is current
+#: (``jax.sharding.use_abstract_mesh``; see :mod:`inference.sharding`).
+ENV_AXIS = "envs"
 
 
 class Trajectory(NamedTuple):
@@ -74,8 +79,24 @@ def run_trials(rng_key: Array, task: Task, agent: Agent, num_trials: int,
         task_params = jax.vmap(lambda k: task_lib.sample_task(k, task))(
             jax.random.split(task_key, num_trials)
         )
-    keys = jax.random.split(run_key, num_trials)
+    keys, task_params = shard_envs((jax.random.split(run_key, num_trials), task_params))
     return jax.vmap(lambda k, p: run_trial(k, task, agent, p))(keys, task_params)
+
+
+def shard_envs(tree: Any) -> Any:
+    """Constrain the leading (trials) axis of every leaf to the current mesh's ``ENV_AXIS``.
+
+    A no-op unless a mesh with that axis is current and divides the leading axis, so the
+    single-device program is unchanged. The trials' values do not depend on the sharding.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or ENV_AXIS not in mesh.axis_names:
+        return tree
+    size = mesh.shape[ENV_AXIS]
+    spec = jax.sharding.PartitionSpec(ENV_AXIS)
+    return jax.tree.map(
+        lambda x: jax.lax.with_sharding_constraint(x, spec) if x.ndim and x.shape[0] % size == 0 else x,
+        tree)
 
 
 def episode_returns(task: Task, rewards: Array) -> Array:
