@@ -35,7 +35,8 @@ from models.task import Task
 from planning.references import normalized_scores
 from planning.rollout import run_trials
 
-__all__ = ["RunConfig", "RunError", "NonFiniteError", "train", "evaluate_state", "load_run"]
+__all__ = ["RunConfig", "RunError", "NonFiniteError", "train", "evaluate_state", "load_run",
+           "check_run_dir"]
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
@@ -164,8 +165,27 @@ class _Log:
         self._write_evaluations()
 
 
+def check_run_dir(run_dir: str | pathlib.Path, config: RunConfig, resume: bool) -> None:
+    """Check, before anything is compiled, that ``run_dir`` can hold (or continue) this run.
+
+    Raises:
+        RunError: the directory is a file, holds another run (without ``resume``), has no
+            run or a run of another config (with ``resume``), or its checkpoint is unreadable.
+    """
+    run_dir = pathlib.Path(run_dir)
+    _check_run_dir(run_dir, config, resume)
+    ckpt_path = run_dir / CHECKPOINT_FILE
+    if resume and ckpt_path.exists():
+        try:
+            checkpoint.read_metadata(ckpt_path)
+        except checkpoint.CheckpointError as error:
+            raise RunError(f"cannot resume: {error}") from error
+
+
 def _check_run_dir(run_dir: pathlib.Path, config: RunConfig, resume: bool) -> None:
     config_path = run_dir / CONFIG_FILE
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"{run_dir} is a file, not a run directory; choose another --out")
     if not resume:
         if run_dir.exists() and any(run_dir.iterdir()):
             raise RunError(
@@ -175,8 +195,8 @@ def _check_run_dir(run_dir: pathlib.Path, config: RunConfig, resume: bool) -> No
         return
     if not config_path.exists():
         raise RunError(f"cannot resume: {config_path} does not exist")
-    saved = json.loads(config_path.read_text())
-    mine = config.to_json()
+    saved = load_run(run_dir)
+    mine = json.loads(json.dumps(config.to_json()))  # as saved: tuples become lists
     differing = [k for k in mine if k != "num_env_steps" and saved.get(k) != mine[k]]
     if differing:
         raise RunError(
@@ -190,7 +210,13 @@ def load_run(run_dir: str | pathlib.Path) -> dict[str, Any]:
     path = pathlib.Path(run_dir) / CONFIG_FILE
     if not path.exists():
         raise RunError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
-    return json.loads(path.read_text())
+    try:
+        saved = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunError(f"{path} is corrupt (not JSON: {error})") from error
+    if not isinstance(saved, dict) or not {"task", "agent", "agent_config"} <= set(saved):
+        raise RunError(f"{path} is not a varibased run config (needs task, agent, agent_config)")
+    return saved
 
 
 def train(
