@@ -70,7 +70,7 @@ def _references(task_name: str, trials: int, seed: int = 0) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from inference import agents, runner
+    from inference import agents, checkpoint, runner
     from models import registry
 
     _check_task(args.task)
@@ -82,20 +82,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as error:
         raise CliError(str(error)) from error
     steps = args.steps if args.steps is not None else 100_000
-    run_config = runner.RunConfig(
-        task=args.task, agent=args.agent, num_env_steps=steps, seed=args.seed,
-        eval_every=args.eval_every if args.eval_every is not None else max(steps // 10, 1),
-        eval_trials=args.eval_trials, checkpoint_every=args.checkpoint_every,
-        agent_config=dataclasses.asdict(config),
-    )
+    try:
+        run_config = runner.RunConfig(
+            task=args.task, agent=args.agent, num_env_steps=steps, seed=args.seed,
+            eval_every=args.eval_every if args.eval_every is not None else max(steps // 10, 1),
+            eval_trials=args.eval_trials, checkpoint_every=args.checkpoint_every,
+            agent_config=dataclasses.asdict(config),
+        )
+    except ValueError as error:
+        raise CliError(str(error)) from error
     out = pathlib.Path(args.out or f"runs/{args.agent}-{args.task}-seed{args.seed}")
+    try:  # the run directory and its checkpoint, before references and compilation
+        runner.check_run_dir(out, run_config, args.resume)
+    except runner.RunError as error:
+        raise CliError(str(error)) from error
     task = registry.make(args.task)
     trainer = agents.make_trainer(args.agent, task, config)
     refs = _references(args.task, args.reference_trials)
     try:
         summary = runner.train(out, run_config, task, trainer, refs, resume=args.resume,
                                progress=not args.quiet)
-    except (runner.RunError, runner.NonFiniteError) as error:
+    except (runner.RunError, runner.NonFiniteError, checkpoint.CheckpointError) as error:
         raise CliError(str(error)) from error
     print(f"trained {summary['env_steps']} env steps in {summary['wall_seconds']:.1f} s "
           f"({summary['env_steps_per_s']:.0f} steps/s, compile {summary['compile_seconds']:.1f} s); "
@@ -128,11 +135,16 @@ def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 
         config = agents.make_config(saved["agent"], saved["task"], agent_config)
     except (ValueError, TypeError) as error:
         raise CliError(str(error)) from error
+    ckpt_path = pathlib.Path(run_dir) / runner.CHECKPOINT_FILE
+    try:
+        checkpoint.read_metadata(ckpt_path)  # a missing or foreign file: before any set-up
+    except checkpoint.CheckpointError as error:
+        raise CliError(str(error)) from error
     task = registry.make(saved["task"], **saved.get("task_config", {}))
     trainer = agents.make_trainer(saved["agent"], task, config)
     template = trainer.init(jax_key(saved["seed"]))
     try:
-        state, _ = checkpoint.load(pathlib.Path(run_dir) / runner.CHECKPOINT_FILE, template)
+        state, _ = checkpoint.load(ckpt_path, template)
     except checkpoint.CheckpointError as error:
         raise CliError(str(error)) from error
     returns = runner.evaluate_state(task, trainer, state, trials, seed)
