@@ -348,12 +348,12 @@ def _report_fault(run_dir: pathlib.Path, iteration: int, metrics: dict, bad: lis
 def plot_learning_curve(run_dir: pathlib.Path, evaluations: list[dict], refs: dict[str, Any],
                         task_name: str, agent_name: str) -> None:
     """Mean evaluation return vs environment steps, with the reference agents as lines."""
-    import matplotlib
+    # A bare Figure (no pyplot): headless, and it leaves the caller's backend alone (a
+    # notebook's inline plots keep working after training).
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     steps = [e["env_steps"] for e in evaluations]
     means = np.array([e["mean_return"] for e in evaluations])
     ses = np.array([e["se"] for e in evaluations])
@@ -372,4 +372,3 @@ def plot_learning_curve(run_dir: pathlib.Path, evaluations: list[dict], refs: di
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(run_dir / CURVE_FILE, dpi=120)
-    plt.close(fig)
