@@ -317,3 +317,15 @@ def test_exact_qmdp_value_on_an_enumerable_prior():
     assert float(nested) == pytest.approx(4 * (3 * 3.0 + 1.0) / 4)
     past_end = root._replace(t=jnp.asarray(4, jnp.int32))
     assert float(exact_model(task).value(past_end, omegas)) == 0.0
+
+
+def test_argmax_breaks_ties_at_random_and_sample_follows_the_policy():
+    keys = jax.random.split(jax.random.key(5), 4000)
+    tied = jnp.array([0.4, 0.0, 0.4, 0.2])
+    picks = np.asarray(jax.vmap(lambda k: smc.select_action(k, tied, "argmax"))(keys))
+    assert set(np.unique(picks)) == {0, 2}
+    assert abs((picks == 0).mean() - 0.5) < 4 * math.sqrt(0.25 / len(picks))
+    draws = np.asarray(jax.vmap(lambda k: smc.select_action(k, tied, "sample"))(keys))
+    freq = np.bincount(draws, minlength=4) / len(draws)
+    se = np.sqrt(np.asarray(tied) * (1 - np.asarray(tied)) / len(draws))
+    assert np.all(np.abs(freq - np.asarray(tied)) <= 4 * se)
