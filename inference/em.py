@@ -58,7 +58,8 @@ __all__ = ["EMConfig", "EMState", "Replay", "make_trainer", "lambda_returns", "p
 
 _TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     # GridNavi's reward depends only on the cell moved into.
-    "gridworld": {"decoder_inputs": ("moved_obs",), "kl_weight": 0.1},
+    "gridworld": {"decoder_inputs": ("moved_obs",), "kl_weight": 0.1, "num_envs": 32,
+                  "svi_updates": 20, "learning_rate": 3e-3},
     # The reward of a query / a pull depends only on the action.
     "function_optimization": {"decoder_inputs": ("action",), "alpha": 0.5},
     "bernoulli_bandit": {"decoder_inputs": ("action",), "alpha": 0.5},
@@ -83,7 +84,8 @@ class EMConfig:
         value_weight: ``w_V``, weight of the value regression.
         value_lambda: ``lambda`` of the TD(lambda) value targets.
         latent_dim, hidden_size, state_size, num_layers, decoder_hidden, head_hidden,
-        decoder_inputs, decode, kl_weight, s5_mode: the learned model (:class:`models.belief.BeliefConfig`).
+        input_hidden, decoder_inputs, decode, kl_weight, s5_mode: the learned model
+        (:class:`models.belief.BeliefConfig`).
     """
 
     num_envs: int = 64
@@ -110,6 +112,7 @@ class EMConfig:
     num_layers: int = 1
     decoder_hidden: tuple[int, ...] = (32, 32)
     head_hidden: int = 64
+    input_hidden: int = 64
     decoder_inputs: tuple[str, ...] = ("obs", "action", "moved_obs")
     decode: str = "trial"
     kl_weight: float = 1.0
@@ -166,7 +169,8 @@ class EMConfig:
         return BeliefConfig(
             latent_dim=self.latent_dim, hidden_size=self.hidden_size, state_size=self.state_size,
             num_layers=self.num_layers, decoder_hidden=self.decoder_hidden,
-            head_hidden=self.head_hidden, decoder_inputs=self.decoder_inputs, decode=self.decode,
+            head_hidden=self.head_hidden, input_hidden=self.input_hidden,
+            decoder_inputs=self.decoder_inputs, decode=self.decode,
             kl_weight=self.kl_weight, mode=self.s5_mode,
         )
 
