@@ -211,7 +211,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return 0
     train_args = build_parser().parse_args([
         "train", "--task", "gridworld", "--agent", "varibased", "--steps", str(args.steps),
-        "--out", str(out), "--seed", str(args.seed), *(["--resume"] if args.resume else []),
+        "--out", str(out), "--seed", str(args.seed), "--eval-trials", "256",
+        *(["--resume"] if args.resume else []),
     ])
     _cmd_train(train_args)
     result = evaluate_run(out, trials=512)

@@ -58,8 +58,7 @@ __all__ = ["EMConfig", "EMState", "Replay", "make_trainer", "lambda_returns", "p
 
 _TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     # GridNavi's reward depends only on the cell moved into.
-    "gridworld": {"decoder_inputs": ("moved_obs",), "kl_weight": 0.1, "num_envs": 32,
-                  "svi_updates": 20, "learning_rate": 3e-3},
+    "gridworld": {"decoder_inputs": ("moved_obs",), "kl_weight": 0.1},
     # The reward of a query / a pull depends only on the action.
     "function_optimization": {"decoder_inputs": ("action",), "alpha": 0.5},
     "bernoulli_bandit": {"decoder_inputs": ("action",), "alpha": 0.5},
@@ -88,7 +87,7 @@ class EMConfig:
         (:class:`models.belief.BeliefConfig`).
     """
 
-    num_envs: int = 64
+    num_envs: int = 32
     num_particles: int = 16
     num_nested: int = 4
     depth: int = 4
@@ -98,10 +97,10 @@ class EMConfig:
     resampling: str = "systematic"
     outcome: str = "sample"
     belief_update_in_imagination: bool = True
-    svi_updates: int = 10
+    svi_updates: int = 20
     batch_trials: int = 64
     replay_trials: int = 256
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
     max_grad_norm: float = 1.0
     policy_weight: float = 1.0
     value_weight: float = 1.0
