@@ -51,11 +51,12 @@ from planning.references import normalized_scores, references  # noqa: E402
 CENTER = (64, 4, 4)
 AXES_FULL = {"K": (4, 16, 64, 256), "K_omega": (1, 4, 16), "D": (1, 2, 4, 8)}
 AXES_SMOKE = {"K": (), "K_omega": (), "D": ()}
-SCORE_GRID_FULL = {
+SCORE_GRID_FULL = {  # (K, K_omega, D[, value]); the value is "qmdp" unless named
     "gridworld": [(1, 1, 1), (16, 4, 4), (64, 4, 1), (64, 4, 4), (64, 4, 8), (256, 4, 2),
-                  (256, 4, 4)],
-    "function_optimization": [(1, 1, 1), (16, 4, 2), (64, 4, 2), (64, 4, 4), (256, 4, 2)],
-    "bernoulli_bandit": [(1, 1, 1), (16, 4, 4), (64, 4, 4), (256, 4, 4), (64, 4, 8)],
+                  (256, 4, 4), (64, 4, 8, "zero")],
+    "function_optimization": [(1, 1, 1), (4, 4, 2), (16, 4, 2), (64, 4, 2), (256, 4, 2),
+                              (64, 4, 2, "zero")],
+    "bernoulli_bandit": [(1, 1, 1), (4, 4, 4), (16, 4, 4), (64, 1, 4)],
 }
 SCORE_GRID_SMOKE = {
     "gridworld": [(16, 4, 2)],
@@ -131,6 +132,24 @@ def throughput_sweep(model, num_envs: int, axes: dict, repeats: int) -> list[dic
     return rows
 
 
+def time_trial(task, model, num_envs: int, config: PlannerConfig, repeats: int) -> dict[str, Any]:
+    """Wall-clock of whole trials with the planner in the loop (one jitted call)."""
+    from planning import rollout
+    from planning.planner_agent import make_planner_agent
+
+    agent = make_planner_agent(model, config)
+    fn = jax.jit(lambda k: rollout.run_trials(k, task, agent, num_envs).transitions.reward)
+    key = jax.random.key(2)
+    start = time.perf_counter()
+    compiled = fn.lower(key).compile()
+    compile_seconds = time.perf_counter() - start
+    seconds = _best_time(compiled, key, repeats=repeats)
+    return {"K": config.num_particles, "K_omega": config.num_nested, "D": config.depth,
+            "B": num_envs, "trial_length": task.trial_length, "seconds": seconds,
+            "env_steps_per_s": num_envs * task.trial_length / seconds,
+            "compile_seconds": compile_seconds}
+
+
 def linear_fits(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Least-squares ``seconds = a + b x`` along each axis through the centre point."""
     fits = {}
@@ -174,18 +193,18 @@ def bare_s5_rate(task, batch: int, repeats: int, num_steps: int = 32) -> dict[st
 
 
 def score_point(task_id: str, task, model, refs, K: int, Ko: int, D: int, num_trials: int,
-                action: str = "argmax", seed: int = 0) -> dict[str, Any]:
+                action: str = "argmax", seed: int = 0, value: str = "qmdp") -> dict[str, Any]:
     config = PlannerConfig(num_particles=K, num_nested=Ko, depth=D, alpha=0.1,
                            action_selection=action)
     start = time.perf_counter()
     trajectory = run_planner_trials(jax.random.key(seed), task, model, config, num_trials)
     returns = np.asarray(trajectory.transitions.reward, np.float64).sum(-1)
     score, se = normalized_scores(returns, refs)
-    row = {"task": task_id, "K": K, "K_omega": Ko, "D": D, "action": action,
+    row = {"task": task_id, "K": K, "K_omega": Ko, "D": D, "action": action, "value": value,
            "normalized_score": score, "se": se, "mean_return": float(returns.mean()),
            "return_se": float(returns.std(ddof=1) / math.sqrt(len(returns))),
            "trials": num_trials, "seconds": time.perf_counter() - start}
-    print(f"  {task_id:22s} K={K:4d} K_omega={Ko:2d} D={D} {action:6s}: score "
+    print(f"  {task_id:22s} K={K:4d} K_omega={Ko:2d} D={D} {action:6s} V={value}: score "
           f"{score:.3f} +- {se:.3f} (return {row['mean_return']:.2f}) [{row['seconds']:.0f} s]",
           flush=True)
     return row
@@ -228,6 +247,7 @@ def plot(payload: dict[str, Any], path: pathlib.Path) -> None:
         ax.legend(fontsize=7)
     ax = axes[1]
     for task_id, rows in payload["exact_model"].items():
+        rows = [r for r in rows if r.get("value", "qmdp") == "qmdp"]
         budgets = [r["K"] * r["K_omega"] * r["D"] for r in rows]
         order = np.argsort(budgets)
         ax.errorbar(np.array(budgets)[order], np.array([r["normalized_score"] for r in rows])[order],
@@ -237,7 +257,7 @@ def plot(payload: dict[str, Any], path: pathlib.Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("budget K x K_omega x D")
     ax.set_ylabel("normalized score")
-    ax.set_title("exact model: test-time scaling (argmax)")
+    ax.set_title("exact model, QMDP value: test-time scaling (argmax)")
     ax.legend(fontsize=7)
     ax = axes[2]
     for action in ("argmax", "sample"):
@@ -279,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     start = time.perf_counter()
 
     tasks = {task_id: registry.make(task_id) for task_id in SCORE_GRID_FULL}
-    models = {task_id: exact_model(task) for task_id, task in tasks.items()}
+    models: dict[Any, Any] = {task_id: exact_model(task) for task_id, task in tasks.items()}
     gridworld, exact = tasks["gridworld"], models["gridworld"]
     learned, reason = _learned_model(gridworld)
     payload["model"] = "learned" if learned is not None else "exact"
@@ -294,6 +314,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print("throughput on the exact GridNavi model", flush=True)
             payload["throughput_exact"] = throughput_sweep(exact, args.envs, axes, repeats)
             payload["linear_fit_exact"] = linear_fits(payload["throughput_exact"])
+        trial = time_trial(gridworld, learned or exact, args.envs,
+                           PlannerConfig(num_particles=16, num_nested=4, depth=4),
+                           1 if smoke else 3)
+        payload["trial"] = trial
+        print(f"whole {gridworld.trial_length}-step trials, B={args.envs}, (16, 4, 4): "
+              f"{trial['seconds']:.3f} s ({trial['env_steps_per_s']:.0f} env steps/s), compile "
+              f"{trial['compile_seconds']:.1f} s", flush=True)
         bare = bare_s5_rate(gridworld, args.envs * CENTER[0], repeats)
         payload["bare_s5"] = bare
         payload["bare_s5_steps_per_s"] = bare["steps_per_s"]
@@ -311,12 +338,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print("exact-model scores", flush=True)
         for task_id, points in grid.items():
             refs[task_id] = _references(task_id, tasks[task_id], ref_trials, args.seed, smoke)
-            payload["exact_model"][task_id] = [
-                score_point(task_id, tasks[task_id], models[task_id], refs[task_id], K, Ko, D,
-                            trials,
-                            seed=args.seed + 1)
-                for K, Ko, D in points
-            ]
+            rows = []
+            for K, Ko, D, *value in points:
+                value = value[0] if value else "qmdp"
+                if value != "qmdp" and (task_id, value) not in models:
+                    models[task_id, value] = exact_model(tasks[task_id], value)
+                model = models[task_id] if value == "qmdp" else models[task_id, value]
+                row = score_point(task_id, tasks[task_id], model, refs[task_id], K, Ko, D,
+                                  trials, seed=args.seed + 1, value=value)
+                rows.append(row)
+            payload["exact_model"][task_id] = rows
     greedy = GREEDY_SMOKE if smoke else GREEDY_FULL
     payload["greedy_depth"] = greedy["D"]
     if "greedy" not in args.skip:
