@@ -132,7 +132,8 @@ class EMConfig:
                              f"replay_trials ({self.replay_trials})")
         for name in ("learning_rate", "max_grad_norm"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or not np.isfinite(value) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) \
+                    or value <= 0:
                 raise ValueError(f"EMConfig.{name} must be a finite number > 0, got {value!r}")
         for name in ("policy_weight", "value_weight"):
             value = getattr(self, name)

@@ -171,10 +171,10 @@ class BeliefConfig:
         if self.mode not in ("sequential", "parallel"):
             raise ValueError(f"BeliefConfig.mode must be 'sequential' or 'parallel', got {self.mode!r}")
         if not (isinstance(self.step_min, int | float) and isinstance(self.step_max, int | float)
-                and 0 < self.step_min <= self.step_max):
+                and 0 < self.step_min <= self.step_max < np.inf):
             raise ValueError(f"BeliefConfig needs 0 < step_min <= step_max, got {self.step_min!r}, "
                              f"{self.step_max!r}")
-        if not isinstance(self.kl_weight, int | float) or not self.kl_weight > 0:
+        if not isinstance(self.kl_weight, int | float) or not 0 < self.kl_weight < np.inf:
             raise ValueError(f"BeliefConfig.kl_weight must be > 0, got {self.kl_weight!r}")
         if isinstance(self.input_hidden, bool) or not isinstance(self.input_hidden, int) \
                 or self.input_hidden < 0:
