@@ -87,7 +87,8 @@ def _chunked(fn, batch, chunk):
 
 def gridworld(args, key):
     task = registry.make("gridworld")
-    config = belief.BeliefConfig(decoder_inputs=("moved_obs",), decode=args.decode)
+    config = belief.BeliefConfig(decoder_inputs=("moved_obs",), decode=args.decode,
+                                 kl_weight=args.kl_weight)
     k_train, k_eval, k_fit, k_read = jax.random.split(key, 4)
     data, _ = generate(k_train, task, args.train_trials)
     held, held_traj = generate(k_eval, task, args.eval_trials)
@@ -129,7 +130,8 @@ def gridworld(args, key):
 
 def function_optimization(args, key):
     task = registry.make("function_optimization")
-    config = belief.BeliefConfig(decoder_inputs=("action",), decode=args.decode_fo)
+    config = belief.BeliefConfig(decoder_inputs=("action",), decode=args.decode_fo,
+                                 kl_weight=args.kl_weight_fo)
     k_train, k_eval, k_fit, k_read = jax.random.split(key, 4)
     data, _ = generate(k_train, task, args.train_trials)
     held, held_traj = generate(k_eval, task, args.eval_trials)
@@ -247,7 +249,11 @@ def main(argv=None):
     parser.add_argument("--updates", type=int, default=4000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--updates-per-call", type=int, default=10)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--learning-rate", type=float, default=5e-3)
+    parser.add_argument("--kl-weight", type=float, default=0.1,
+                        help="beta of the GridNavi belief's KL term (as the EM trainer's default)")
+    parser.add_argument("--kl-weight-fo", type=float, default=1.0,
+                        help="beta of the function-optimization belief's KL term")
     parser.add_argument("--samples", type=int, default=64, help="draws of q per belief")
     parser.add_argument("--decode", default="trial", choices=("trial", "past"),
                         help="GridNavi ELBO decoding")
