@@ -142,7 +142,7 @@ def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 
         raise CliError(str(error)) from error
     task = registry.make(saved["task"], **saved.get("task_config", {}))
     trainer = agents.make_trainer(saved["agent"], task, config)
-    template = trainer.init(jax_key(saved["seed"]))
+    template = jax_jit_init(trainer)(jax_key(saved["seed"]))
     try:
         state, _ = checkpoint.load(ckpt_path, template)
     except checkpoint.CheckpointError as error:
@@ -158,6 +158,12 @@ def jax_key(seed: int):
     import jax
 
     return jax.random.key(seed)
+
+
+def jax_jit_init(trainer):
+    import jax
+
+    return jax.jit(trainer.init)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

@@ -326,4 +326,5 @@ def make_trainer(task: Task, config: EMConfig) -> Trainer:
         return EMState(svi_state, replay, state.iteration + 1, env_steps, rng_key), metrics
 
     return Trainer(init=init, iteration=iteration, agent=agent,
-                   env_steps_per_iteration=config.num_envs * task.trial_length, config=config)
+                   env_steps_per_iteration=config.num_envs * task.trial_length, config=config,
+                   params=lambda state: svi.get_params(state.svi_state))

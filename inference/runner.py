@@ -240,7 +240,7 @@ def train(
     run_dir = pathlib.Path(run_dir)
     _check_run_dir(run_dir, config, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
-    state = trainer.init(jax.random.key(config.seed))
+    state = jax.jit(trainer.init)(jax.random.key(config.seed))
     iteration, env_steps, wall_offset = 0, 0, 0.0
     ckpt_path = run_dir / CHECKPOINT_FILE
     if resume and ckpt_path.exists():

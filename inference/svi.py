@@ -112,7 +112,9 @@ def make_belief_svi(task: Task, config: BeliefConfig | None = None,
         return jax.lax.scan(body, state, (batches, policy_targets, value_targets))
 
     def get_params(state: SVIState) -> BeliefParams:
-        return BeliefParams(**svi.get_params(state))
+        # Every site is an unconstrained ``numpyro.param``, so the optimizer's values are the
+        # parameters: no need for ``svi.init``'s constrain_fn (works on a restored state too).
+        return BeliefParams(**svi.optim.get_params(state.optim_state))
 
     def loss(rng_key: Array, params: BeliefParams, batch: TrialBatch, policy_targets=None,
              value_targets=None, policy_weight=1.0, value_weight=1.0) -> Array:

@@ -35,6 +35,8 @@ class Trainer(NamedTuple):
             greedily (argmax), as the evaluation protocol asks.
         env_steps_per_iteration: real environment steps per iteration.
         config: the frozen configuration it was built from.
+        params: ``TrainState -> parameters`` (the learned model's, for diagnostics and
+            notebooks), or ``None``.
     """
 
     init: Callable[[jax.Array], Any]
@@ -42,3 +44,4 @@ class Trainer(NamedTuple):
     agent: Callable[[Any, bool], Agent]
     env_steps_per_iteration: int
     config: Any
+    params: Callable[[Any], Any] | None = None
