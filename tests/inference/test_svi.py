@@ -54,9 +54,10 @@ def test_updates_are_jitted_once_and_reduce_the_loss(small_grid):
     assert minibatches.actions.shape == (10, 32, task.trial_length)
 
 
-@pytest.mark.xfail(reason="known gap: after 400 updates the learned read-out stays near uniform "
-                   "(0.14 mass on the found goal, 8 candidates); the belief does not yet learn to "
-                   "use the history fast enough -- see the issue-3 report", strict=False)
+@pytest.mark.xfail(reason="known gap (issue 3): in this under-a-minute budget the read-out puts "
+                   "0.14 mass on the found goal (3x3 grid, 400 updates; 0.56 with kl_weight 0.1, "
+                   "0.77 with the default model at 1000 updates); the threshold stays 0.9",
+                   strict=False)
 def test_goal_found_belief_concentrates_on_it(small_grid):
     """After the goal has been stepped on, the learned belief over the candidate cells
     (p(c) ∝ E_q P(r = +1 | noop at c, m)) puts >= 0.9 mass on it (mean over held-out trials)."""
