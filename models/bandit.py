@@ -23,6 +23,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from models import registry
+from models import task as task_lib
 from models.task import Task, TaskError
 
 Array = jax.Array
@@ -178,17 +179,6 @@ def make_bernoulli_bandit(num_arms: int = 2, horizon: int = 20, alpha=1.0, beta=
         p = numpyro.sample("p", dist.Beta(alpha_array, beta_array).expand([num_arms]).to_event(1))
         return {"p": p}
 
-    def initial_state() -> Array:
-        return jnp.zeros((), jnp.int32)
-
-    def transition(state: Array, action: Array) -> Array:
-        del action
-        return state
-
-    def observe(state: Array) -> Array:
-        del state
-        return jnp.ones((1,), jnp.float32)
-
     def reward_distribution(task_params, state, action, next_state) -> dist.Distribution:
         del state, next_state
         p = task_params["p"][action]
@@ -236,9 +226,9 @@ def make_bernoulli_bandit(num_arms: int = 2, horizon: int = 20, alpha=1.0, beta=
         episode_length=horizon,
         num_episodes=1,
         prior=prior,
-        initial_state=initial_state,
-        transition=transition,
-        observe=observe,
+        initial_state=task_lib.no_state,
+        transition=task_lib.same_state,
+        observe=task_lib.constant_observation,
         reward_distribution=reward_distribution,
         reward_values=(0.0, 1.0),
         belief_init=belief_init,

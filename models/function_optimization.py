@@ -46,6 +46,7 @@ import numpyro.distributions as dist
 from jax.scipy.linalg import cho_solve, solve_triangular
 
 from models import registry
+from models import task as task_lib
 from models.task import Task, TaskError
 
 Array = jax.Array
@@ -204,17 +205,6 @@ def _argmax_random_ties(rng_key: Array, values: Array) -> Array:
 def _known_parts(num_points: int, noise: float, num_queries: int) -> dict:
     """Task fields shared by both variants (state, observation, likelihood, oracle)."""
 
-    def initial_state() -> Array:
-        return jnp.zeros((), jnp.int32)
-
-    def transition(state: Array, action: Array) -> Array:
-        del action
-        return state
-
-    def observe(state: Array) -> Array:
-        del state
-        return jnp.ones((1,), jnp.float32)
-
     def reward_distribution(task_params, state, action, next_state) -> dist.Distribution:
         del state, next_state
         return dist.Normal(task_params["f"][action], noise)
@@ -232,9 +222,9 @@ def _known_parts(num_points: int, noise: float, num_queries: int) -> dict:
         obs_dim=1,
         episode_length=num_queries,
         num_episodes=1,
-        initial_state=initial_state,
-        transition=transition,
-        observe=observe,
+        initial_state=task_lib.no_state,
+        transition=task_lib.same_state,
+        observe=task_lib.constant_observation,
         reward_distribution=reward_distribution,
         reward_values=None,
         optimal_value=optimal_value,

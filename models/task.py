@@ -54,6 +54,9 @@ __all__ = [
     "reward_index",
     "trial_length",
     "trajectory_states",
+    "no_state",
+    "same_state",
+    "constant_observation",
     "validate",
 ]
 
@@ -167,6 +170,24 @@ class EnvState(NamedTuple):
 
     state: State
     t: Array
+
+
+def no_state() -> Array:
+    """``initial_state`` of a task without a state (bandits, function queries): a dummy."""
+    return jnp.zeros((), jnp.int32)
+
+
+def same_state(state: State, action: Array) -> State:
+    """``transition`` of a task without a state: nothing moves."""
+    del action
+    return state
+
+
+def constant_observation(state: State) -> Array:
+    """``observe`` of a task without a state: a constant ``[1.]`` (``obs_dim=1``); the
+    information is all in the actions and rewards."""
+    del state
+    return jnp.ones((1,), jnp.float32)
 
 
 def trial_length(task: Task) -> int:
