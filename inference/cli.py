@@ -204,6 +204,7 @@ def _cmd_references(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from inference import runner
     from inference.plotting import format_reference_table, plot_references
 
     refs = _references("gridworld", 2000)
@@ -212,27 +213,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot_references({"gridworld": refs}, str(out / "references.png"))
-    if not _has_em():
-        print(f"wrote {out / 'references.png'} (the EM trainer is not installed yet)")
-        return 0
+    run_dir = out / "varibased-gridworld"
+    # A second `make demo` continues (or just re-evaluates) the run it left behind.
+    resume = args.resume or (run_dir / runner.CONFIG_FILE).exists()
     train_args = build_parser().parse_args([
         "train", "--task", "gridworld", "--agent", "varibased", "--steps", str(args.steps),
-        "--out", str(out), "--seed", str(args.seed), "--eval-trials", "256",
-        *(["--resume"] if args.resume else []),
+        "--out", str(run_dir), "--seed", str(args.seed), "--eval-trials", "256",
+        *(["--resume"] if resume else []),
     ])
-    _cmd_train(train_args)
-    result = evaluate_run(out, trials=512)
+    code = _cmd_train(train_args)
+    if code:
+        return code
+    result = evaluate_run(run_dir, trials=512)
     print(f"VariBASeD after {args.steps} env steps: normalized score {result['normalized_score']:.3f} "
           f"± {result['normalized_score_se']:.3f} (random = 0, Bayes-optimal = 1); "
           f"return {result['mean_return']:.3f} vs Bayes-optimal {refs['reference']['mean']:.3f}")
-    print(f"plots: {out / 'learning_curve.png'}")
+    print(f"plots: {run_dir / 'learning_curve.png'} and {out / 'references.png'}")
     return 0
-
-
-def _has_em() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("inference.em") is not None
 
 
 def build_parser() -> argparse.ArgumentParser:
