@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train VariBASeD on GridNavi at a small budget and evaluate it")
     demo.add_argument("--out", default="runs/demo")
-    demo.add_argument("--steps", type=int, default=int(os.environ.get("VARIBASED_DEMO_STEPS", 150_000)))
+    demo.add_argument("--steps", type=int, default=int(os.environ.get("VARIBASED_DEMO_STEPS", 300_000)))
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--resume", action="store_true")
     demo.set_defaults(func=_cmd_demo)
