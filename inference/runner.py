@@ -359,10 +359,11 @@ def plot_learning_curve(run_dir: pathlib.Path, evaluations: list[dict], refs: di
     ses = np.array([e["se"] for e in evaluations])
     ax.plot(steps, means, "o-", label=agent_name)
     ax.fill_between(steps, means - 2 * ses, means + 2 * ses, alpha=0.2)
-    styles = {"random": ":", "posterior_sampling": "-.", "bayes_optimal": "--", "oracle": (0, (1, 3))}
-    for name, style in styles.items():
+    styles = {"random": (":", "k"), "posterior_sampling": ("-.", "k"), "bayes_optimal": ("--", "k"),
+              "oracle": (":", "tab:gray")}
+    for name, (style, color) in styles.items():
         if name in refs:
-            ax.axhline(refs[name]["mean"], ls=style, color="k", lw=1, label=name)
+            ax.axhline(refs[name]["mean"], ls=style, color=color, lw=1, label=name)
     if refs["reference"]["agent"] not in styles:
         ax.axhline(refs["reference"]["mean"], ls="--", color="tab:red", lw=1,
                    label=f"R_ref ({refs['reference']['agent']})")
