@@ -57,7 +57,7 @@ if SMOKE:  # tiny: a few seconds of training once compiled
                      batch_trials=8, replay_trials=16, hidden_size=32, state_size=16, head_hidden=32)
     NUM_ENV_STEPS, EVAL_TRIALS, REFERENCE_TRIALS = 2 * 8 * 60, 16, 200
 else:
-    OVERRIDES = {}  # the per-task defaults of EMConfig: 64 envs, (K, K_omega, D) = (16, 4, 4)
+    OVERRIDES = {}  # the per-task defaults of EMConfig: 32 envs, (K, K_omega, D) = (16, 4, 4)
     NUM_ENV_STEPS, EVAL_TRIALS, REFERENCE_TRIALS = 100_000, 256, 2000
 RUN_DIR = pathlib.Path("runs") / ("01_quickstart" + ("_smoke" if SMOKE else ""))
 

@@ -54,7 +54,7 @@ if SMOKE:
                      batch_trials=8, replay_trials=16, hidden_size=32, state_size=16, head_hidden=32)
     NUM_ENV_STEPS, EVAL_TRIALS, COMPARE_TRIALS = 2 * 8 * 16, 16, 32
 else:
-    OVERRIDES = {}  # EMConfig.for_task defaults: 64 envs, (K, K_omega, D) = (16, 4, 4), alpha 0.5
+    OVERRIDES = {}  # EMConfig.for_task defaults: 32 envs, (K, K_omega, D) = (16, 4, 4), alpha 0.5
     NUM_ENV_STEPS, EVAL_TRIALS, COMPARE_TRIALS = 40_000, 256, 256
 RUN_DIR = pathlib.Path("runs") / ("02_function_optimization" + ("_smoke" if SMOKE else ""))
 
