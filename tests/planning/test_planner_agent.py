@@ -6,49 +6,13 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro
-import numpyro.distributions as dist
 
-from models.task import Task
 from planning.config import PlannerConfig
 from planning.model import exact_model
 from planning.planner_agent import PlannerInfo, run_planner_trials
+from tests.planning.test_smc import two_hypotheses_bandit
 
 TABLE = ((0.2, 0.8), (0.8, 0.2))  # arm means under hypothesis 0 / 1
-
-
-def two_hypotheses_bandit(horizon: int) -> Task:
-    """Arm means are TABLE[0] or TABLE[1], each a priori 1/2; rewards in {0, 1}."""
-    table = jnp.asarray(TABLE, jnp.float32)
-
-    def prior():
-        return {"which": numpyro.sample("which", dist.Categorical(probs=jnp.array([0.5, 0.5])))}
-
-    def reward_distribution(params, state, action, next_state):
-        p = table[params["which"], action]
-        return dist.Categorical(probs=jnp.stack([1.0 - p, p]))
-
-    def belief_update(belief, state, action, reward):
-        likelihood = jnp.where(reward > 0.5, table[:, action], 1.0 - table[:, action])
-        return belief * likelihood / jnp.sum(belief * likelihood)
-
-    return Task(
-        name="two_hypotheses",
-        num_actions=2,
-        obs_dim=1,
-        episode_length=horizon,
-        num_episodes=1,
-        prior=prior,
-        initial_state=lambda: jnp.zeros((), jnp.int32),
-        transition=lambda state, action: state,
-        observe=lambda state: jnp.zeros((1,), jnp.float32),
-        reward_distribution=reward_distribution,
-        reward_values=(0.0, 1.0),
-        belief_init=lambda: jnp.array([0.5, 0.5], jnp.float32),
-        belief_update=belief_update,
-        belief_sample=lambda key, belief: {"which": jax.random.categorical(key, jnp.log(belief))},
-        optimal_value=lambda params, state, t: jnp.maximum(horizon - t, 0) * 0.8,
-    )
 
 
 def bayes_optimal_value(horizon: int) -> float:
