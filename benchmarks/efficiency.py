@@ -109,17 +109,33 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--eval-trials", type=int, default=512)
+    parser.add_argument("--budget", action="append", default=[], metavar="TASK.AGENT=STEPS",
+                        help="environment steps per seed, e.g. gridworld.varibased=500000 "
+                             f"(defaults: {BUDGETS})")
+    parser.add_argument("--evals", type=int, default=10, help="evaluations per learning curve")
+    parser.add_argument("--sweep-trials", type=int, default=256,
+                        help="held-out trials per point of the planning-budget sweep")
     parser.add_argument("--smoke", action="store_true", help="minutes, not hours")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    if args.evals < 1:
+        parser.error(f"--evals must be >= 1, got {args.evals}")
+    budgets = {task: dict(per_agent) for task, per_agent in BUDGETS.items()}
+    for item in args.budget:
+        name, _, raw = item.partition("=")
+        task, _, agent = name.partition(".")
+        if task not in budgets or agent not in budgets[task] or not raw.isdigit() or int(raw) < 1:
+            parser.error(f"--budget {item!r}: expected TASK.AGENT=STEPS with TASK in {TASKS}, "
+                         "AGENT in ('varibased', 'rl2') and STEPS a positive integer")
+        budgets[task][agent] = int(raw)
     runs = args.out.parent / f"{args.out.stem}-runs"
     start = time.perf_counter()
     results: dict = {}
     for task in args.tasks:
         per_agent = {}
         for agent in ("varibased", "rl2"):
-            steps = BUDGETS[task][agent]
+            steps = budgets[task][agent]
             overrides: dict = {}
             eval_trials = args.eval_trials
             if args.smoke:
@@ -129,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                  if agent == "varibased" else {"num_minibatches": 2})}
             per_agent[agent] = train_bench.run(
                 task, agent, seeds=args.seeds, steps=steps, out=args.out, runs=runs,
-                eval_every=max(steps // 20, 1), eval_trials=eval_trials, overrides=overrides,
+                eval_every=max(steps // args.evals, 1), eval_trials=eval_trials, overrides=overrides,
                 with_ablations=False)
         entry = dict(per_agent)
         for level in ("0.8", "0.9"):
@@ -142,12 +158,12 @@ def main(argv: list[str] | None = None) -> dict:
         particles, depths = ((1, 4), (1, 2)) if args.smoke else ((1, 4, 16, 64, 256), (1, 2, 4, 8))
         entry["budget_sweep"] = budget_sweep(runs / f"varibased-{task}-seed0", particles, depths,
                                              (trained_nested, other_nested),
-                                             32 if args.smoke else 256)
+                                             32 if args.smoke else args.sweep_trials)
         results[task] = entry
     results["meta"] = {"seconds": time.perf_counter() - start, "command": " ".join(sys.argv),
                        "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
                                                 text=True, cwd=_ROOT).stdout.strip(),
-                       "budgets": BUDGETS, "smoke": args.smoke}
+                       "budgets": budgets, "smoke": args.smoke}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     plot(args.out, results)

@@ -128,14 +128,15 @@ def plot(path: pathlib.Path, result: dict) -> None:
 
 def run(task_name: str, agent: str, *, seeds: int, steps: int, out: pathlib.Path, runs: pathlib.Path,
         eval_every: int, eval_trials: int, overrides: dict, with_ablations: bool = True,
-        progress: bool = True) -> dict:
-    """Train ``seeds`` seeds and summarize (the result dict of the interface)."""
+        progress: bool = True, first_seed: int = 0) -> dict:
+    """Train ``seeds`` seeds (``first_seed, first_seed + 1, ...``) and summarize (the result
+    dict of the interface)."""
     task = registry.make(task_name)
     config = agents.make_config(agent, task_name, overrides)
     trainer = agents.make_trainer(agent, task, config)
     refs = references(task_name)
     per_seed = []
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         run_dir = runs / f"{agent}-{task_name}-seed{seed}"
         if run_dir.exists():
             shutil.rmtree(run_dir)
@@ -158,7 +159,7 @@ def run(task_name: str, agent: str, *, seeds: int, steps: int, out: pathlib.Path
         "eval_trials": eval_trials,
     }
     if agent == "varibased" and with_ablations:
-        result["ablations"] = ablations(task_name, runs / f"{agent}-{task_name}-seed0", config,
+        result["ablations"] = ablations(task_name, runs / f"{agent}-{task_name}-seed{first_seed}", config,
                                         eval_trials, seed=30_000)
     else:
         result["ablations"] = []
@@ -177,10 +178,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=pathlib.Path, required=True)
     parser.add_argument("--runs", type=pathlib.Path, help="where run directories go")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="agent config overrides")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds are FIRST_SEED .. FIRST_SEED + SEEDS - 1 (to run seeds in parallel)")
+    parser.add_argument("--no-ablations", action="store_true", help="skip the ablation table")
     parser.add_argument("--smoke", action="store_true", help="a minutes-long run")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    if args.first_seed < 0:
+        parser.error(f"--first-seed must be >= 0, got {args.first_seed}")
     overrides = {}
     for item in args.set or []:
         key, _, raw = item.partition("=")
@@ -201,7 +207,8 @@ def main(argv: list[str] | None = None) -> dict:
     runs = args.runs or args.out.parent / f"{args.out.stem}-runs"
     start = time.perf_counter()
     result = run(args.task, args.agent, seeds=args.seeds, steps=steps, out=args.out, runs=runs,
-                 eval_every=eval_every, eval_trials=eval_trials, overrides=overrides)
+                 eval_every=eval_every, eval_trials=eval_trials, overrides=overrides,
+                 with_ablations=not args.no_ablations, first_seed=args.first_seed)
     result["benchmark_seconds"] = time.perf_counter() - start
     result["command"] = " ".join(sys.argv)
     result["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,

@@ -1,0 +1,55 @@
+"""The benchmark scripts' bookkeeping (no training here: figures live in benchmarks/)."""
+
+import json
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import efficiency  # noqa: E402
+import merge_runs  # noqa: E402
+
+
+def _fake_run(path: pathlib.Path, seed: int, scores: list[float], agent: str = "varibased") -> None:
+    path.mkdir(parents=True)
+    path.joinpath("config.json").write_text(json.dumps({
+        "task": "gridworld", "agent": agent, "seed": seed, "num_env_steps": 300,
+        "eval_trials": 2, "agent_config": {"num_envs": 1}}))
+    evaluations = [{"env_steps": 100 * i, "wall_seconds": 10.0 * i, "wall_seconds_with_compile": 10.0 * i + 5,
+                    "normalized_score": s, "normalized_score_se": 0.01, "returns": [s, s]}
+                   for i, s in enumerate(scores)]
+    path.joinpath("evaluations.json").write_text(json.dumps(evaluations))
+
+
+def test_merge_runs_cuts_to_common_evaluations_and_finds_levels(tmp_path):
+    _fake_run(tmp_path / "a", 0, [0.0, 0.6, 0.8, 0.95])
+    _fake_run(tmp_path / "b", 1, [0.0, 0.4, 1.0])  # stopped one evaluation earlier
+    result = merge_runs.merge([tmp_path / "a", tmp_path / "b"])
+    assert result["seeds"] == 2 and result["seed_values"] == [0, 1]
+    assert result["curve"]["env_steps"] == [0, 100, 200]
+    assert result["curve"]["normalized_score_mean"] == pytest.approx([0.0, 0.5, 0.9])
+    assert result["steps_to"] == {"0.5": 100, "0.8": 200, "0.9": 200, "0.95": None}
+    assert result["seconds_to"]["0.5"] == pytest.approx(10.0)
+    assert result["env_steps"] == 200
+    assert result["env_steps_per_s"] == pytest.approx(400 / 40.0)
+    assert result["final_normalized_score"]["mean"] == pytest.approx(0.9)
+
+
+def test_merge_runs_refuses_mixed_agents_and_missing_files(tmp_path):
+    _fake_run(tmp_path / "a", 0, [0.0, 0.5])
+    _fake_run(tmp_path / "b", 0, [0.0, 0.5], agent="rl2")
+    with pytest.raises(SystemExit, match="mix tasks/agents"):
+        merge_runs.merge([tmp_path / "a", tmp_path / "b"])
+    (tmp_path / "c").mkdir()
+    with pytest.raises(SystemExit, match="not a run directory"):
+        merge_runs.merge([tmp_path / "c"])
+
+
+@pytest.mark.parametrize("budget", ["gridworld.ppo=100", "maze.rl2=100", "gridworld.rl2=-5",
+                                    "gridworld.rl2"])
+def test_efficiency_rejects_a_bad_budget(budget, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        efficiency.main(["--out", str(tmp_path / "e.json"), "--budget", budget])
+    assert "--budget" in capsys.readouterr().err
