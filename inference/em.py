@@ -25,11 +25,16 @@ trial under :math:`m_t \sim q_\phi(m \mid h_t)`) does not involve the policy par
 the cross-entropy distils the planner into the policy (the policy is the prior over
 actions of the graphical model), and :math:`G^\lambda_t` are TD(lambda) returns of the
 real rewards bootstrapped on the planner's value estimates. The S5 encoder is shared by
-guide, policy and value. Every stored trial is re-encoded from its start (trials are
-short); the paper's fixed-window mode with cached S5 states is not implemented.
+guide, policy and value. By default every stored trial is re-encoded from its start (trials
+are short). With ``window = W > 0``, the paper's mode: the S5 state before every step is
+cached when the trial is played (with the parameters of that iteration), and each update
+encodes only a window of ``W`` steps from a uniformly drawn start, continuing from the
+cached (stale) state; the window's beliefs still decode the whole trial, and only the
+window's steps carry policy and value targets.
 
 Replay: a ring buffer of whole trials with their planner targets (targets are not
-refreshed; the buffer holds the last ``replay_trials // num_envs`` iterations).
+refreshed; the buffer holds the last ``replay_trials // num_envs`` iterations), and their
+cached S5 states in window mode.
 """
 
 from __future__ import annotations
@@ -85,6 +90,8 @@ class EMConfig:
         latent_dim, hidden_size, state_size, num_layers, decoder_hidden, head_hidden,
         input_hidden, decoder_inputs, decode, kl_weight, s5_mode: the learned model
         (:class:`models.belief.BeliefConfig`).
+        window: 0 (re-encode every trial from its start) or ``W`` in ``[1, trial_length]``:
+            train on windows of ``W`` beliefs from cached S5 states (the paper's mode).
     """
 
     num_envs: int = 32
@@ -116,6 +123,7 @@ class EMConfig:
     decode: str = "trial"
     kl_weight: float = 1.0
     s5_mode: str = "sequential"
+    window: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "decoder_hidden", tuple(self.decoder_hidden))
@@ -139,6 +147,9 @@ class EMConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not np.isfinite(value) or value < 0:
                 raise ValueError(f"EMConfig.{name} must be a finite number >= 0, got {value!r}")
+        if isinstance(self.window, bool) or not isinstance(self.window, int | np.integer) \
+                or self.window < 0:
+            raise ValueError(f"EMConfig.window must be an int >= 0 (0: whole trials), got {self.window!r}")
         if not isinstance(self.value_lambda, int | float) or not 0 <= self.value_lambda <= 1:
             raise ValueError(f"EMConfig.value_lambda must be in [0, 1], got {self.value_lambda!r}")
         # Validate the parts now, with the field names the user knows.
@@ -184,6 +195,8 @@ class Replay(NamedTuple):
         value_targets: float32 ``[R, T]``, TD(lambda) returns.
         size: int32, trials stored so far (at most ``R``).
         cursor: int32, where the next trials go.
+        carries: window mode only (else ``None``): the S5 carry before every step,
+            leading ``[R, T]``.
     """
 
     batch: TrialBatch
@@ -191,6 +204,7 @@ class Replay(NamedTuple):
     value_targets: Array
     size: Array
     cursor: Array
+    carries: Any = None
 
 
 class EMState(NamedTuple):
@@ -248,16 +262,21 @@ def policy_agent(task: Task, config: EMConfig, params: Any, *, evaluation: bool)
 
 def _empty_replay(task: Task, config: EMConfig) -> Replay:
     R, T, A, d = config.replay_trials, task.trial_length, task.num_actions, task.obs_dim
+    carries = None
+    if config.window:
+        carry = belief_lib.initial_carry(config.belief_config())
+        carries = jax.tree.map(lambda c: jnp.zeros((R, T) + c.shape, c.dtype), carry)
     batch = TrialBatch(
         obs=jnp.zeros((R, T, d), jnp.float32), actions=jnp.zeros((R, T), jnp.int32),
         rewards=jnp.zeros((R, T), jnp.float32), dones=jnp.zeros((R, T), jnp.int32),
         next_obs=jnp.zeros((R, T, d), jnp.float32), moved_obs=jnp.zeros((R, T, d), jnp.float32),
     )
     return Replay(batch, jnp.full((R, T, A), 1.0 / A, jnp.float32), jnp.zeros((R, T), jnp.float32),
-                  jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+                  jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), carries)
 
 
-def _insert(replay: Replay, batch: TrialBatch, policy_targets: Array, value_targets: Array) -> Replay:
+def _insert(replay: Replay, batch: TrialBatch, policy_targets: Array, value_targets: Array,
+            carries=None) -> Replay:
     capacity = replay.policy_targets.shape[0]
     num = policy_targets.shape[0]
     idx = (replay.cursor + jnp.arange(num)) % capacity
@@ -268,6 +287,7 @@ def _insert(replay: Replay, batch: TrialBatch, policy_targets: Array, value_targ
         put(replay.value_targets, value_targets),
         jnp.minimum(replay.size + num, capacity),
         (replay.cursor + num) % capacity,
+        None if carries is None else jax.tree.map(put, replay.carries, carries),
     )
 
 
@@ -275,6 +295,9 @@ def make_trainer(task: Task, config: EMConfig) -> Trainer:
     """VariBASeD's :class:`~inference.trainer.Trainer` for ``task`` (see the module docstring)."""
     if not isinstance(config, EMConfig):
         raise TypeError(f"make_trainer needs an EMConfig, got {type(config).__name__}")
+    if config.window > task.trial_length:
+        raise ValueError(f"EMConfig.window ({config.window}) exceeds the task's trial length "
+                         f"({task.trial_length})")
     belief_config = config.belief_config()
     svi = make_belief_svi(task, belief_config, SVIConfig(
         learning_rate=float(config.learning_rate), max_grad_norm=float(config.max_grad_norm)))
@@ -298,6 +321,7 @@ def make_trainer(task: Task, config: EMConfig) -> Trainer:
 
     def iteration(state: EMState) -> tuple[EMState, dict[str, Array]]:
         rng_key, act_key, sample_key = jax.random.split(state.rng_key, 3)
+        window_key = jax.random.fold_in(sample_key, 1)
         params = svi.get_params(state.svi_state)
         planner = make_planner_agent(learned_model(task, belief_config, params), train_planner)
         trajectory = run_trials(act_key, task, planner, config.num_envs)
@@ -305,12 +329,25 @@ def make_trainer(task: Task, config: EMConfig) -> Trainer:
         info = trajectory.info
         value_targets = jax.vmap(lambda r, v: lambda_returns(r, v, config.gamma, config.value_lambda))(
             trajectory.transitions.reward, info.value)
-        replay = _insert(state.replay, batch, info.policy, value_targets)
+        carries = None
+        if config.window:  # the S5 states of this iteration's parameters, cached
+            carries = jax.vmap(lambda trial: belief_lib.history_carries(
+                params, trial, task, belief_config))(batch)
+        replay = _insert(state.replay, batch, info.policy, value_targets, carries)
         idx = jax.random.randint(sample_key, (config.svi_updates, config.batch_trials), 0, replay.size)
         take = lambda x: x[idx]  # noqa: E731
-        svi_state, losses = svi.update_many(
-            state.svi_state, jax.tree.map(take, replay.batch), take(replay.policy_targets),
-            take(replay.value_targets), *weights)
+        batches, policy_targets, value_targets = (jax.tree.map(take, replay.batch),
+                                                  take(replay.policy_targets), take(replay.value_targets))
+        windows = None
+        if config.window:
+            W = config.window
+            starts = jax.random.randint(window_key, idx.shape, 0, task.trial_length - W + 1)
+            windows = jax.vmap(lambda b, c, s: belief_lib.make_window(b, c, s, W, task))(
+                batches, jax.tree.map(take, replay.carries), starts)
+            cut = jax.vmap(jax.vmap(lambda x, s: jax.lax.dynamic_slice_in_dim(x, s, W, axis=0)))
+            policy_targets, value_targets = cut(policy_targets, starts), cut(value_targets, starts)
+        svi_state, losses = svi.update_many(state.svi_state, batches, policy_targets, value_targets,
+                                            *weights, windows)
         returns = trajectory.transitions.reward.sum(-1)
         entropy = -(info.policy * jnp.log(info.policy + 1e-12)).sum(-1)
         metrics = {

@@ -65,9 +65,11 @@ class BeliefSVI(NamedTuple):
     Attributes:
         init: ``(rng_key, batch, policy_targets=None, value_targets=None) -> SVIState``.
         update: ``(state, batch, policy_targets=None, value_targets=None, policy_weight=1.,
-            value_weight=1.) -> (state, loss)``, jitted.
-        update_many: same, with a leading axis ``U`` on ``batch`` and the targets:
-            ``U`` updates in one ``lax.scan`` -> ``(state, losses [U])``, jitted.
+            value_weight=1., window=None) -> (state, loss)``, jitted (``window``: a
+            :class:`~models.belief.Window`, to train on fixed windows from cached S5 states).
+        update_many: same, with a leading axis ``U`` on ``batch``, the targets and the
+            windows (``windows=``): ``U`` updates in one ``lax.scan`` -> ``(state, losses [U])``,
+            jitted.
         get_params: ``state -> BeliefParams``.
         loss: ``(rng_key, params, batch, ...) -> float``, the loss at given parameters.
         svi: the underlying ``numpyro.infer.SVI``.
@@ -100,16 +102,17 @@ def make_belief_svi(task: Task, config: BeliefConfig | None = None,
         return svi.init(rng_key, batch, policy_targets, value_targets)
 
     def update(state: SVIState, batch: TrialBatch, policy_targets=None, value_targets=None,
-               policy_weight=1.0, value_weight=1.0):
-        return svi.update(state, batch, policy_targets, value_targets, policy_weight, value_weight)
+               policy_weight=1.0, value_weight=1.0, window=None):
+        return svi.update(state, batch, policy_targets, value_targets, policy_weight, value_weight,
+                          window)
 
     def update_many(state: SVIState, batches: TrialBatch, policy_targets=None, value_targets=None,
-                    policy_weight=1.0, value_weight=1.0):
+                    policy_weight=1.0, value_weight=1.0, windows=None):
         def body(s, xs):
-            batch, pt, vt = xs
-            return update(s, batch, pt, vt, policy_weight, value_weight)
+            batch, pt, vt, window = xs
+            return update(s, batch, pt, vt, policy_weight, value_weight, window)
 
-        return jax.lax.scan(body, state, (batches, policy_targets, value_targets))
+        return jax.lax.scan(body, state, (batches, policy_targets, value_targets, windows))
 
     def get_params(state: SVIState) -> BeliefParams:
         # Every site is an unconstrained ``numpyro.param``, so the optimizer's values are the

@@ -70,6 +70,7 @@ __all__ = [
     "BeliefConfig",
     "BeliefParams",
     "TrialBatch",
+    "Window",
     "BeliefModel",
     "DECODER_INPUTS",
     "SITES",
@@ -80,6 +81,8 @@ __all__ = [
     "initial_carry",
     "encoder_step",
     "encode_history",
+    "history_carries",
+    "make_window",
     "belief_head",
     "prior_belief",
     "trial_beliefs",
@@ -362,6 +365,42 @@ def encoder_step(params: BeliefParams, carry, inputs: Array, reset: Array = Fals
     return s5.encoder_step(params.encoder, carry, inputs, reset)
 
 
+def history_carries(params: BeliefParams, trial: TrialBatch, task: Task, config: BeliefConfig):
+    """The encoder carry BEFORE each history input ``t = 0..T-1`` of ONE trial (leading
+    ``[T]``): the S5 states to cache for training on windows (:class:`Window`)."""
+    inputs = history_inputs(trial, task.num_actions, task.trial_length)[:-1]
+
+    def body(carry, x):
+        return encoder_step(params, carry, x)[0], carry
+
+    return jax.lax.scan(body, initial_carry(config), inputs)[1]
+
+
+class Window(NamedTuple):
+    """A fixed window of beliefs per trial, encoded from a cached S5 state (the paper's
+    training mode; the default re-encodes every trial from its start).
+
+    Attributes:
+        carry: the encoder carry before input ``start`` (pytree with leading ``[B]``),
+            typically cached when the trial was played (so computed with older parameters).
+        inputs: float32 ``[B, W, D]``, the history inputs ``start .. start + W - 1``.
+        start: int32 ``[B]``, the first belief of each window (``0 <= start <= T - W``).
+    """
+
+    carry: Any
+    inputs: Array
+    start: Array
+
+
+def make_window(batch: TrialBatch, carries, start: Array, length: int, task: Task) -> Window:
+    """The :class:`Window` of ``length`` beliefs from ``start`` of every trial of ``batch``,
+    given the cached ``carries`` of :func:`history_carries` (leading ``[B, T]``)."""
+    inputs = jax.vmap(lambda trial: history_inputs(trial, task.num_actions, task.trial_length))(batch)
+    take = jax.vmap(lambda x, s: jax.lax.dynamic_slice_in_dim(x, s, length, axis=0))
+    carry = jax.tree.map(lambda c: jax.vmap(lambda ci, s: ci[s])(c, start), carries)
+    return Window(carry, take(inputs, start), jnp.asarray(start, jnp.int32))
+
+
 def encode_history(params: BeliefParams, inputs: Array, config: BeliefConfig, carry=None):
     """Encode a sequence of history inputs ``[L, D]`` -> ``(carry, features [L, H])``."""
     carry = initial_carry(config) if carry is None else carry
@@ -531,10 +570,12 @@ def _check_batch(task: Task, batch: TrialBatch) -> None:
 class BeliefModel(NamedTuple):
     """The model/guide pair of a task, with the configuration they were built from.
 
-    ``model(batch, policy_targets=None, value_targets=None, policy_weight=1., value_weight=1.)``
-    and ``guide(...)`` (same arguments): ``batch`` a :class:`TrialBatch` ``[B, T]``;
-    ``policy_targets`` float32 ``[B, T, A]`` (action distributions), ``value_targets``
-    float32 ``[B, T]``; either may be ``None`` (the term is absent).
+    ``model(batch, policy_targets=None, value_targets=None, policy_weight=1., value_weight=1.,
+    window=None)`` and ``guide(...)`` (same arguments): ``batch`` a :class:`TrialBatch`
+    ``[B, T]``; ``policy_targets`` float32 ``[B, T, A]`` (action distributions),
+    ``value_targets`` float32 ``[B, T]``; either may be ``None`` (the term is absent).
+    With a :class:`Window` of ``W`` beliefs, only those beliefs enter (each still decoding
+    the whole trial, or its past) and the targets are the window's, ``[B, W, ...]``.
     """
 
     model: Callable
@@ -561,67 +602,97 @@ def make_belief_model(task: Task, config: BeliefConfig | None = None) -> BeliefM
         raise ValueError(f"config must be a BeliefConfig, got {type(config).__name__}")
     A, L = task.num_actions, config.latent_dim
 
-    def features_of(encoder, batch: TrialBatch) -> Array:
+    def features_of(encoder, batch: TrialBatch, window: Window | None) -> Array:
+        """Features of every belief: ``[B, T+1, H]``, or ``[B, W, H]`` on a window."""
         params = BeliefParams(encoder, None, None, None, None)
+        if window is not None:
+            return jax.vmap(lambda x, c: encode_history(params, x, config, carry=c)[1])(
+                window.inputs, window.carry)
         inputs = jax.vmap(lambda trial: history_inputs(trial, A, task.trial_length))(batch)
-        return jax.vmap(lambda x: encode_history(params, x, config)[1])(inputs)  # [B,T+1,H]
+        return jax.vmap(lambda x: encode_history(params, x, config)[1])(inputs)
 
-    def model(batch, policy_targets=None, value_targets=None, policy_weight=1.0, value_weight=1.0):
+    def belief_steps(batch: TrialBatch, window: Window | None) -> Array:
+        """The trial step of every belief: ``[B, T+1]`` or ``[B, W]``."""
         B, T = batch.actions.shape
+        if window is None:
+            return jnp.broadcast_to(jnp.arange(T + 1), (B, T + 1))
+        return window.start[:, None] + jnp.arange(window.inputs.shape[1])
+
+    def model(batch, policy_targets=None, value_targets=None, policy_weight=1.0, value_weight=1.0,
+              window=None):
+        B, T = batch.actions.shape
+        steps = belief_steps(batch, window)
+        N = steps.shape[1]  # beliefs per trial
         decoder = _param("decoder", task, config)
         params = BeliefParams(None, None, decoder, None, None)
-        with handlers.scale(scale=1.0 / (B * (T + 1))):
-            with numpyro.plate("trials", B, dim=-2), numpyro.plate("beliefs", T + 1, dim=-1):
+        with handlers.scale(scale=1.0 / (B * N)):
+            with numpyro.plate("trials", B, dim=-2), numpyro.plate("beliefs", N, dim=-1):
                 with handlers.scale(scale=config.kl_weight):
                     m = numpyro.sample("m", dist.Normal(jnp.zeros(L), 1.0).to_event(1))
                 loglik = jax.vmap(
                     lambda m_b, trial: decoder_log_likelihood(params, m_b, trial, task, config)
-                )(m, batch)  # [B, T+1, T]
+                )(m, batch)  # [B, N, T]
                 if config.decode == "past":
-                    seen = jnp.arange(T)[None, :] < jnp.arange(T + 1)[:, None]
+                    seen = jnp.arange(T)[None, None, :] < steps[:, :, None]
                     loglik = jnp.where(seen, loglik, 0.0)
                 numpyro.factor("rewards", loglik.sum(-1))
         if policy_targets is None and value_targets is None:
             return
         encoder = _param("encoder", task, config)
-        features = features_of(encoder, batch)[:, :T]
+        features = features_of(encoder, batch, window)
+        if window is None:
+            features = features[:, :T]
+        P = features.shape[1]  # acting steps with targets
         if policy_targets is not None:
             head = BeliefParams(None, None, None, _param("policy_head", task, config), None)
             log_pi = jax.nn.log_softmax(policy_logits(head, features))
             cross_entropy = -(jnp.asarray(policy_targets, jnp.float32) * log_pi).sum()
-            numpyro.factor("policy", -policy_weight * cross_entropy / (B * T))
+            numpyro.factor("policy", -policy_weight * cross_entropy / (B * P))
         if value_targets is not None:
             head = BeliefParams(None, None, None, None, _param("value_head", task, config))
-            with handlers.scale(scale=value_weight / (B * T)):
+            with handlers.scale(scale=value_weight / (B * P)):
                 numpyro.sample("value", dist.Normal(value(head, features), 1.0).to_event(2),
                                obs=jnp.asarray(value_targets, jnp.float32))
 
-    def guide(batch, policy_targets=None, value_targets=None, policy_weight=1.0, value_weight=1.0):
+    def guide(batch, policy_targets=None, value_targets=None, policy_weight=1.0, value_weight=1.0,
+              window=None):
         del policy_targets, value_targets, policy_weight, value_weight
-        B, T = batch.actions.shape
+        B = batch.actions.shape[0]
         encoder = _param("encoder", task, config)
         head = _param("belief_head", task, config)
         # Declared here too so that every site exists (and is trained by the model's terms
         # when targets are given) whatever arguments SVI was initialized with.
         _param("policy_head", task, config)
         _param("value_head", task, config)
-        features = features_of(encoder, batch)
+        features = features_of(encoder, batch, window)
+        N = features.shape[1]
         mean, log_scale = belief_head(BeliefParams(None, head, None, None, None), features)
-        with handlers.scale(scale=1.0 / (B * (T + 1))):
-            with numpyro.plate("trials", B, dim=-2), numpyro.plate("beliefs", T + 1, dim=-1):
+        with handlers.scale(scale=1.0 / (B * N)):
+            with numpyro.plate("trials", B, dim=-2), numpyro.plate("beliefs", N, dim=-1):
                 with handlers.scale(scale=config.kl_weight):
                     numpyro.sample("m", dist.Normal(mean, jnp.exp(log_scale)).to_event(1))
 
     def checked(fn):
         def wrapper(batch, policy_targets=None, value_targets=None, policy_weight=1.0,
-                    value_weight=1.0):
+                    value_weight=1.0, window=None):
             _check_batch(task, batch)
             B, T = batch.actions.shape
-            if policy_targets is not None and policy_targets.shape != (B, T, A):
-                raise ValueError(f"policy_targets must have shape {(B, T, A)}, got {policy_targets.shape}")
-            if value_targets is not None and value_targets.shape != (B, T):
-                raise ValueError(f"value_targets must have shape {(B, T)}, got {value_targets.shape}")
-            return fn(batch, policy_targets, value_targets, policy_weight, value_weight)
+            P = T
+            if window is not None:
+                if not isinstance(window, Window):
+                    raise TypeError(f"window must be a Window, got {type(window).__name__}")
+                P = window.inputs.shape[1]
+                D = input_dim(task)
+                if window.inputs.shape != (B, P, D) or not 1 <= P <= T:
+                    raise ValueError(f"Window.inputs must have shape [B={B}, W, D={D}] with "
+                                     f"1 <= W <= T={T}, got {window.inputs.shape}")
+                if window.start.shape != (B,):
+                    raise ValueError(f"Window.start must have shape ({B},), got {window.start.shape}")
+            if policy_targets is not None and policy_targets.shape != (B, P, A):
+                raise ValueError(f"policy_targets must have shape {(B, P, A)}, got {policy_targets.shape}")
+            if value_targets is not None and value_targets.shape != (B, P):
+                raise ValueError(f"value_targets must have shape {(B, P)}, got {value_targets.shape}")
+            return fn(batch, policy_targets, value_targets, policy_weight, value_weight, window)
 
         wrapper.__name__ = fn.__name__
         wrapper.__doc__ = make_belief_model.__doc__

@@ -105,3 +105,34 @@ def test_cli_train_and_evaluate_end_to_end(tmp_path, capsys):
                      "--quiet"])
     assert code == 2 and "already holds files" in capsys.readouterr().err
     assert (run_dir / "checkpoint.npz").read_bytes() == before
+
+
+def test_window_mode_iterates_traced_once_and_caches_carries():
+    """The paper's fixed-window mode: S5 states cached in the replay, windows of W steps."""
+    task = registry.make("bernoulli_bandit")
+    config = em.EMConfig.for_task(task.name, **TINY, window=5)
+    trainer = em.make_trainer(task, config)
+    iteration = jax.jit(chex.assert_max_traces(trainer.iteration, n=1))
+    state = trainer.init(jax.random.key(0))
+    for _ in range(2):
+        state, metrics = iteration(state)
+        assert all(np.isfinite(float(v)) for v in metrics.values())
+    carries = jax.tree.leaves(state.replay.carries)
+    assert carries and all(c.shape[:2] == (16, task.trial_length) for c in carries)
+    # the first cached state of every trial is the empty history's (zeros)
+    assert all(np.all(np.asarray(c[:, 0]) == 0) for c in carries)
+    # the default mode keeps no carries (and its checkpoints are unchanged)
+    default = em.make_trainer(task, em.EMConfig.for_task(task.name, **TINY)).init(jax.random.key(0))
+    assert default.replay.carries is None
+
+
+@pytest.mark.parametrize("window", [-1, 1.5, True])
+def test_bad_window_is_named(window):
+    with pytest.raises(ValueError, match="window"):
+        em.EMConfig.for_task("bernoulli_bandit", **{**TINY, "window": window})
+
+
+def test_window_longer_than_the_trial_is_named():
+    task = registry.make("bernoulli_bandit")
+    with pytest.raises(ValueError, match="exceeds the task's trial length"):
+        em.make_trainer(task, em.EMConfig.for_task(task.name, **TINY, window=task.trial_length + 1))

@@ -127,3 +127,55 @@ def test_bad_input_is_rejected(grid):
     pair = belief.make_belief_model(task, CONFIG)
     with pytest.raises(ValueError, match="moved_obs"):
         pair.guide(batch._replace(moved_obs=batch.moved_obs[..., :1]))
+
+
+def test_window_from_cached_carries_matches_the_whole_trial(grid):
+    """Encoding a window from the cached S5 state gives the whole trial's beliefs there, and
+    the windowed model/guide pair reduces to the whole-trial one on the same beliefs."""
+    task, _, batch = grid
+    T, W = task.trial_length, 3
+    params = belief.init_params(jax.random.key(2), task, CONFIG)
+    carries = jax.vmap(lambda trial: belief.history_carries(params, trial, task, CONFIG))(batch)
+    starts = jnp.array([0, 2, T - W], jnp.int32)
+    window = belief.make_window(batch, carries, starts, W, task)
+    assert window.inputs.shape == (3, W, belief.input_dim(task))
+    for b in range(3):
+        trial = jax.tree.map(lambda x, b=b: x[b], batch)
+        mean, log_scale = belief.trial_beliefs(params, trial, task, CONFIG)
+        carry = jax.tree.map(lambda c, b=b: c[b], window.carry)
+        _, features = belief.encode_history(params, window.inputs[b], CONFIG, carry=carry)
+        w_mean, w_log_scale = belief.belief_head(params, features)
+        s = int(starts[b])
+        np.testing.assert_allclose(w_mean, mean[s:s + W], atol=1e-5)
+        np.testing.assert_allclose(w_log_scale, log_scale[s:s + W], atol=1e-5)
+
+    # a window covering beliefs 0..T-1 weighs the same per-belief terms as the whole trial
+    # minus its last belief: compare the rewards factor on a shared latent draw
+    model = belief.make_belief_model(task, belief.BeliefConfig(**{**CONFIG.__dict__, "decode": "past"}))
+    full_window = belief.make_window(batch, carries, jnp.zeros(3, jnp.int32), T, task)
+    values = dict(zip(belief.SITES, params, strict=True))
+    m = jax.random.normal(jax.random.key(3), (3, T + 1, CONFIG.latent_dim))
+
+    def rewards(window, m):
+        conditioned = handlers.substitute(handlers.condition(model.model, {"m": m}), values)
+        trace = handlers.trace(handlers.seed(conditioned, 0)).get_trace(batch, window=window)
+        return trace["rewards"]["fn"].log_factor  # the factor before the plates' scaling
+
+    whole = rewards(None, m)  # [B, T+1]
+    windowed = rewards(full_window, m[:, :T])  # [B, T]
+    np.testing.assert_allclose(windowed, whole[:, :T], atol=1e-5)
+
+
+def test_bad_window_is_rejected(grid):
+    task, _, batch = grid
+    model = belief.make_belief_model(task, CONFIG)
+    params = belief.init_params(jax.random.key(2), task, CONFIG)
+    carries = jax.vmap(lambda trial: belief.history_carries(params, trial, task, CONFIG))(batch)
+    window = belief.make_window(batch, carries, jnp.zeros(3, jnp.int32), 2, task)
+    with pytest.raises(ValueError, match="policy_targets must have shape"):
+        model.model(batch, jnp.ones((3, task.trial_length, task.num_actions)), window=window)
+    with pytest.raises(TypeError, match="window must be a Window"):
+        model.model(batch, window=(1, 2, 3))
+    short = window._replace(start=jnp.zeros(2, jnp.int32))
+    with pytest.raises(ValueError, match="Window.start"):
+        model.model(batch, window=short)
