@@ -45,14 +45,17 @@ def _ratio(a, b):
 def budget_sweep(run_dir: pathlib.Path, particles, depths, nested, trials: int) -> list[dict]:
     """Normalized score of a trained run at every (K, K_omega, D) of the grid."""
     rows = []
-    for num_nested in nested:
-        for num_particles in particles:
-            for depth in depths:
-                budget = {"num_particles": num_particles, "num_nested": num_nested, "depth": depth}
-                result = evaluate_run(run_dir, trials=trials, seed=40_000, budget=budget)
-                rows.append({"K": num_particles, "K_omega": num_nested, "D": depth,
-                             "normalized_score": result["normalized_score"],
-                             "se": result["normalized_score_se"]})
+    grid = [(kw, k, d) for kw in nested for k in particles for d in depths]
+    for i, (num_nested, num_particles, depth) in enumerate(grid, 1):
+        start = time.perf_counter()
+        budget = {"num_particles": num_particles, "num_nested": num_nested, "depth": depth}
+        result = evaluate_run(run_dir, trials=trials, seed=40_000, budget=budget)
+        rows.append({"K": num_particles, "K_omega": num_nested, "D": depth,
+                     "normalized_score": result["normalized_score"],
+                     "se": result["normalized_score_se"]})
+        print(f"budget sweep {i}/{len(grid)}: K={num_particles} K_omega={num_nested} D={depth} "
+              f"score {result['normalized_score']:.3f} ± {result['normalized_score_se']:.3f} "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
     return rows
 
 
