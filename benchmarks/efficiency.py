@@ -67,9 +67,9 @@ def plot(out: pathlib.Path, results: dict) -> None:
     for row, task in zip(axes, tasks, strict=True):
         for agent, color in (("varibased", "tab:blue"), ("rl2", "tab:orange")):
             curve = results[task][agent]["curve"]
-            row[0].plot(curve["env_steps"], curve["normalized_score_mean"], "o-", color=color, label=agent)
-            row[1].plot(curve["wall_seconds_mean"], curve["normalized_score_mean"], "o-", color=color,
-                        label=agent)
+            for ax, xs in ((row[0], curve["env_steps"]), (row[1], curve["wall_seconds_mean"])):
+                points = [(x, y) for x, y in zip(xs, curve["normalized_score_mean"], strict=True) if x > 0]
+                ax.plot(*zip(*points, strict=True), "o-", color=color, label=agent)  # log axes: x > 0
         for ax, label in ((row[0], "environment steps"), (row[1], "wall-clock seconds (no compile)")):
             ax.set_xscale("log")
             ax.axhline(1.0, color="k", ls="--", lw=1)
@@ -82,7 +82,9 @@ def plot(out: pathlib.Path, results: dict) -> None:
     fig.savefig(out.with_suffix(".png"), dpi=120)
     plt.close(fig)
     for task in tasks:
-        sweep = results[task]["budget_sweep"]
+        sweep = results[task].get("budget_sweep") or []
+        if not sweep:
+            continue
         nested = sorted({r["K_omega"] for r in sweep})
         fig, axes = plt.subplots(1, len(nested), figsize=(4.5 * len(nested), 3.6), squeeze=False)
         for ax, kw in zip(axes[0], nested, strict=True):
