@@ -88,7 +88,7 @@ def _chunked(fn, batch, chunk):
 def gridworld(args, key):
     task = registry.make("gridworld")
     config = belief.BeliefConfig(decoder_inputs=("moved_obs",), decode=args.decode,
-                                 kl_weight=args.kl_weight)
+                                 kl_weight=args.kl_weight, latent_dim=args.latent_dim)
     k_train, k_eval, k_fit, k_read = jax.random.split(key, 4)
     data, _ = generate(k_train, task, args.train_trials)
     held, held_traj = generate(k_eval, task, args.eval_trials)
@@ -254,6 +254,8 @@ def main(argv=None):
                         help="beta of the GridNavi belief's KL term (as the EM trainer's default)")
     parser.add_argument("--kl-weight-fo", type=float, default=1.0,
                         help="beta of the function-optimization belief's KL term")
+    parser.add_argument("--latent-dim", type=int, default=5,
+                        help="GridNavi latent size (the EM trainer's default: 5)")
     parser.add_argument("--latent-dim-fo", type=int, default=16,
                         help="latent size for function optimization (f has ~10+ effective dimensions)")
     parser.add_argument("--samples", type=int, default=64, help="draws of q per belief")
