@@ -59,7 +59,7 @@ from planning.rollout import run_trials
 
 Array = jax.Array
 
-__all__ = ["EMConfig", "EMState", "Replay", "make_trainer", "lambda_returns", "policy_agent"]
+__all__ = ["EMConfig", "EMState", "Replay", "CachedReplay", "make_trainer", "lambda_returns", "policy_agent"]
 
 _TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     # GridNavi's reward depends only on the cell moved into.
@@ -195,8 +195,6 @@ class Replay(NamedTuple):
         value_targets: float32 ``[R, T]``, TD(lambda) returns.
         size: int32, trials stored so far (at most ``R``).
         cursor: int32, where the next trials go.
-        carries: window mode only (else ``None``): the S5 carry before every step,
-            leading ``[R, T]``.
     """
 
     batch: TrialBatch
@@ -204,7 +202,19 @@ class Replay(NamedTuple):
     value_targets: Array
     size: Array
     cursor: Array
-    carries: Any = None
+
+
+class CachedReplay(NamedTuple):
+    """The replay of window mode (``EMConfig.window > 0``): the fields of :class:`Replay`
+    and ``carries``, the S5 carry before every step (leading ``[R, T]``). A separate type,
+    so that the default mode's checkpoints keep their structure."""
+
+    batch: TrialBatch
+    policy_targets: Array
+    value_targets: Array
+    size: Array
+    cursor: Array
+    carries: Any
 
 
 class EMState(NamedTuple):
@@ -212,7 +222,7 @@ class EMState(NamedTuple):
 
     Attributes:
         svi_state: numpyro's ``SVIState`` (parameters, optimizer state, its key).
-        replay: the :class:`Replay`.
+        replay: the :class:`Replay` (:class:`CachedReplay` in window mode).
         iteration: int32, completed iterations.
         env_steps: int32, real environment steps so far.
         rng_key: the key of the next iteration.
@@ -262,33 +272,37 @@ def policy_agent(task: Task, config: EMConfig, params: Any, *, evaluation: bool)
 
 def _empty_replay(task: Task, config: EMConfig) -> Replay:
     R, T, A, d = config.replay_trials, task.trial_length, task.num_actions, task.obs_dim
-    carries = None
+    replay_type, extra = Replay, ()
     if config.window:
         carry = belief_lib.initial_carry(config.belief_config())
-        carries = jax.tree.map(lambda c: jnp.zeros((R, T) + c.shape, c.dtype), carry)
+        replay_type = CachedReplay
+        extra = (jax.tree.map(lambda c: jnp.zeros((R, T) + c.shape, c.dtype), carry),)
     batch = TrialBatch(
         obs=jnp.zeros((R, T, d), jnp.float32), actions=jnp.zeros((R, T), jnp.int32),
         rewards=jnp.zeros((R, T), jnp.float32), dones=jnp.zeros((R, T), jnp.int32),
         next_obs=jnp.zeros((R, T, d), jnp.float32), moved_obs=jnp.zeros((R, T, d), jnp.float32),
     )
-    return Replay(batch, jnp.full((R, T, A), 1.0 / A, jnp.float32), jnp.zeros((R, T), jnp.float32),
-                  jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), carries)
+    return replay_type(batch, jnp.full((R, T, A), 1.0 / A, jnp.float32),
+                       jnp.zeros((R, T), jnp.float32), jnp.zeros((), jnp.int32),
+                       jnp.zeros((), jnp.int32), *extra)
 
 
-def _insert(replay: Replay, batch: TrialBatch, policy_targets: Array, value_targets: Array,
-            carries=None) -> Replay:
+def _insert(replay: Replay | CachedReplay, batch: TrialBatch, policy_targets: Array,
+            value_targets: Array, carries=None) -> Replay | CachedReplay:
     capacity = replay.policy_targets.shape[0]
     num = policy_targets.shape[0]
     idx = (replay.cursor + jnp.arange(num)) % capacity
     put = lambda buffer, new: buffer.at[idx].set(new)  # noqa: E731
-    return Replay(
+    fields = (
         jax.tree.map(put, replay.batch, batch),
         put(replay.policy_targets, policy_targets),
         put(replay.value_targets, value_targets),
         jnp.minimum(replay.size + num, capacity),
         (replay.cursor + num) % capacity,
-        None if carries is None else jax.tree.map(put, replay.carries, carries),
     )
+    if carries is None:
+        return Replay(*fields)
+    return CachedReplay(*fields, jax.tree.map(put, replay.carries, carries))
 
 
 def make_trainer(task: Task, config: EMConfig) -> Trainer:
