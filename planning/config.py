@@ -18,8 +18,10 @@ __all__ = ["PlannerConfig", "RESAMPLING_SCHEMES", "OUTCOMES", "ACTION_SELECTIONS
 
 #: Resampling schemes, named as in ``blackjax.smc.resampling``.
 RESAMPLING_SCHEMES = ("systematic", "multinomial", "stratified", "residual")
-#: How an imagined reward is drawn: a sample of the nested-particle mixture, or its mean.
-OUTCOMES = ("sample", "expected")
+#: How an imagined outcome enters the weight: a draw of the nested-particle mixture, its
+#: mean reward, or (categorical rewards) the expectation of ``r + gamma V(h')`` over every
+#: outcome, each with its own updated belief.
+OUTCOMES = ("sample", "expected", "enumerate")
 #: How the real action is chosen from the improved policy.
 ACTION_SELECTIONS = ("argmax", "sample")
 
@@ -49,7 +51,10 @@ class PlannerConfig:
         ess_threshold: resample when ``ESS < ess_threshold * num_particles``; in ``(0, 1]``.
         resampling: one of :data:`RESAMPLING_SCHEMES` (systematic by default).
         outcome: ``"sample"`` draws the imagined reward from the ``K_omega``-mixture
-            predictive (the default); ``"expected"`` uses the mixture's mean reward.
+            predictive (the default); ``"expected"`` uses the mixture's mean reward;
+            ``"enumerate"`` (models with categorical rewards) weighs with the expectation
+            over every outcome ``o`` of ``r_o + gamma V(h'_o)``, ``h'_o`` the history updated
+            on ``o`` -- risk-neutral towards nature -- and continues with a drawn outcome.
         belief_update_in_imagination: if false, an imagined transition moves the known
             state but keeps the particle's belief at the root's (an ablation).
         action_selection: ``"argmax"`` (evaluation: the mode of the improved policy, ties

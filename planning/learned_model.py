@@ -11,7 +11,8 @@ built from the parameters of :mod:`models.belief`:
 * ``advance``: the known transition (with episode resets) and one S5 step on the imagined
   input ``(o', onehot(a), r, done)`` -- the belief update inside imagination that lets
   the plan value information; with ``update_belief=False`` the carry stays the root's;
-* ``policy_logits`` / ``value``: the policy and value heads on the S5 features.
+* ``policy_logits`` / ``value``: the policy and value heads on the S5 features;
+* ``outcomes`` (categorical rewards): the mixture predictive over the reward values.
 After the trial's end imagined steps are no-ops (reward 0, value 0).
 """
 
@@ -95,6 +96,13 @@ def learned_model(task: Task, config: BeliefConfig, params: BeliefParams) -> Pla
         live = node.t < trial_length
         return jnp.where(live, reward, 0.0).astype(jnp.float32), sampled.astype(jnp.float32)
 
+    def outcomes(node: LearnedNode, action: Array, omegas: Array) -> tuple[Array, Array]:
+        moved = task.transition(node.state, action)
+        queries = (task.observe(node.state)[None], jnp.asarray(action, jnp.int32)[None],
+                   task.observe(moved)[None])
+        probs = belief_lib.predictive_rewards(params, omegas, queries, task, config)[:, 0].mean(0)
+        return jnp.where(node.t < trial_length, values, 0.0), probs.astype(jnp.float32)
+
     def advance(node: LearnedNode, action: Array, outcome: Array, update_belief: bool) -> LearnedNode:
         moved = task.transition(node.state, action)
         t = node.t + 1
@@ -120,4 +128,5 @@ def learned_model(task: Task, config: BeliefConfig, params: BeliefParams) -> Pla
     return PlanningModel(
         num_actions=num_actions, init=init, update=update, sample_tasks=sample_tasks,
         simulate=simulate, advance=advance, policy_logits=policy_logits, value=value,
+        outcomes=outcomes if values is not None else None,
     )

@@ -32,6 +32,11 @@ field                     signature and meaning
 ``policy_logits``         ``(node) -> float32[A]``: the policy prior (the proposal).
 ``value``                 ``(node, omegas) -> float32``: ``V(h)``, the twisting function;
                           may use the nested particles drawn from the same node.
+``outcomes``              optional (``None`` if rewards are continuous): ``(node, action,
+                          omegas) -> (rewards float32[O], probs float32[O])``, every
+                          outcome of the imagined transition (its reward value, also what
+                          ``advance`` conditions on) and its mixture-predictive
+                          probability; used by ``outcome="enumerate"``.
 ========================  ==============================================================
 
 After the end of the trial (``t >= trial_length``) a model must make imagined steps
@@ -77,6 +82,7 @@ class PlanningModel(NamedTuple):
     advance: Callable[[Node, Array, Any, bool], Node]
     policy_logits: Callable[[Node], Array]
     value: Callable[[Node, Omegas], Array]
+    outcomes: Callable[[Node, Array, Omegas], tuple[Array, Array]] | None = None
 
 
 class ExactNode(NamedTuple):
@@ -208,6 +214,15 @@ def exact_model(task: Task, value: str = "qmdp") -> PlanningModel:
         live = node.t < trial_length
         return jnp.where(live, reward, 0.0).astype(jnp.float32), sampled
 
+    def outcomes(node: ExactNode, action: Array, omegas: Any) -> tuple[Array, Array]:
+        moved = task.transition(node.state, action)
+        values = jnp.asarray(task.reward_values, jnp.float32)
+        index = jnp.arange(values.shape[0])
+        probs = jax.vmap(lambda o: jnp.exp(
+            task.reward_distribution(o, node.state, action, moved).log_prob(index)))(omegas).mean(0)
+        live = node.t < trial_length
+        return jnp.where(live, values, 0.0), probs.astype(jnp.float32)
+
     def advance(node: ExactNode, action: Array, outcome: Array, update_belief: bool) -> ExactNode:
         moved = task.transition(node.state, action)
         t = node.t + 1
@@ -251,4 +266,5 @@ def exact_model(task: Task, value: str = "qmdp") -> PlanningModel:
         advance=advance,
         policy_logits=policy_logits,
         value=value_fn,
+        outcomes=outcomes if task.categorical_rewards else None,
     )

@@ -24,6 +24,18 @@ Feynman-Kac particle system over ``D`` imagined steps with ``K`` particles. At e
    particle (estimated once from all ``K * K_omega`` root draws). No extra nested-particle
    correction term enters the weights.
 
+   With ``outcome="enumerate"`` (categorical rewards) the increment's target
+   ``r_d + gamma V(h_d)`` is replaced by its expectation over nature's outcomes,
+
+   .. math::
+
+       \sum_o \bar p(o \mid h_{d-1}, a_d)\,\bigl(r_o + \gamma V(h_d^{(o)})\bigr),
+
+   each ``h_d^{(o)}`` the history updated on outcome ``o``; the particle then continues from
+   a drawn outcome. Exponentiating a *sampled* outcome is risk-seeking (a soft-max over
+   nature's moves: large ``K`` selects lucky imaginations); the expectation is risk-neutral
+   towards nature, the tilt then applies to the agent's own actions only.
+
 Resampling (``blackjax.smc.resampling``, systematic by default) happens at the start of a
 step when the effective sample size of the current weights is below
 ``ess_threshold * K``; the weights are never resampled after the last step, so the output
@@ -207,18 +219,41 @@ def build_kernel(model: PlanningModel, config: PlannerConfig) -> Callable:
     """
     num = config.num_particles
     expected = config.outcome == "expected"
+    enumerate_outcomes = config.outcome == "enumerate"
+    if enumerate_outcomes and model.outcomes is None:
+        raise ValueError("PlannerConfig.outcome='enumerate' needs a model that enumerates its "
+                         "outcomes (a task with categorical rewards, reward_values); this "
+                         "model's rewards are continuous: use 'sample' or 'expected'")
     update_belief = config.belief_update_in_imagination
+
+    def enumerated(rng_key: Array, node, action: Array, omegas):
+        """Every outcome's successor; the weight's target is their expected ``r + gamma V``."""
+        pick_key, nested_key = jax.random.split(rng_key)
+        rewards, probs = model.outcomes(node, action, omegas)
+        nodes = jax.vmap(lambda o: model.advance(node, action, o, update_belief))(rewards)
+        keys = jax.random.split(nested_key, rewards.shape[0])
+        nested = jax.vmap(lambda k, n: model.sample_tasks(k, n, config.num_nested))(keys, nodes)
+        values = jax.vmap(model.value)(nodes, nested)
+        # impossible outcomes (probability 0) may have undefined beliefs: keep them out
+        backup = jnp.sum(jnp.where(probs > 0, probs * (rewards + config.gamma * values), 0.0))
+        o = jax.random.categorical(pick_key, jnp.log(probs + 1e-30))
+        pick = lambda tree: jax.tree.map(lambda x: x[o], tree)  # noqa: E731
+        return rewards[o], pick(nodes), pick(nested), values[o], backup
 
     def mutate(rng_key: Array, particle: Particles, depth: Array):
         action_key, sim_key, nested_key = jax.random.split(rng_key, 3)
         node = particle.node
         action = jax.random.categorical(action_key, model.policy_logits(node)).astype(jnp.int32)
-        reward, outcome = model.simulate(sim_key, node, action, particle.omegas, expected)
-        next_node = model.advance(node, action, outcome, update_belief)
-        omegas = model.sample_tasks(nested_key, next_node, config.num_nested)
-        value = model.value(next_node, omegas)
+        if enumerate_outcomes:
+            reward, next_node, omegas, value, backup = enumerated(sim_key, node, action, particle.omegas)
+        else:
+            reward, outcome = model.simulate(sim_key, node, action, particle.omegas, expected)
+            next_node = model.advance(node, action, outcome, update_belief)
+            omegas = model.sample_tasks(nested_key, next_node, config.num_nested)
+            value = model.value(next_node, omegas)
+            backup = reward + config.gamma * value
         discount = jnp.asarray(config.gamma, jnp.float32) ** depth.astype(jnp.float32)
-        increment = discount * (reward + config.gamma * value - particle.value) / config.alpha
+        increment = discount * (backup - particle.value) / config.alpha
         moved = Particles(
             node=next_node,
             omegas=omegas,

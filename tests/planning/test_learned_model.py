@@ -61,3 +61,23 @@ def test_imagined_steps_are_valid_and_stop_at_the_trial_end():
     after = model.advance(end, jnp.int32(1), jnp.float32(1.0), True)
     jax.tree.map(np.testing.assert_array_equal, after, end)
     assert model.policy_logits(node).shape == (task.num_actions,)
+
+
+def test_enumerated_outcomes_are_the_mixture_predictive():
+    task, params, _ = _setup()
+    model = learned_model(task, CONFIG, params)
+    node = model.init(jax.random.key(3))
+    omegas = model.sample_tasks(jax.random.key(4), node, 5)
+    rewards, probs = model.outcomes(node, jnp.int32(2), omegas)
+    np.testing.assert_array_equal(rewards, np.asarray(task.reward_values, np.float32))
+    np.testing.assert_allclose(float(probs.sum()), 1.0, atol=1e-5)
+    # the mixture mean is simulate's expected reward
+    expected, _ = model.simulate(jax.random.key(5), node, jnp.int32(2), omegas, True)
+    np.testing.assert_allclose(float(probs @ rewards), float(expected), atol=1e-5)
+    # and the empirical frequencies of simulate's draws match the probabilities
+    keys = jax.random.split(jax.random.key(6), 4000)
+    _, draws = jax.vmap(lambda k: model.simulate(k, node, jnp.int32(2), omegas, False))(keys)
+    freq = (np.asarray(draws)[:, None] == np.asarray(rewards)[None]).mean(0)
+    np.testing.assert_allclose(freq, probs, atol=4 * np.sqrt(0.25 / 4000))
+    end = node._replace(t=jnp.int32(task.trial_length))
+    assert np.all(np.asarray(model.outcomes(end, jnp.int32(1), omegas)[0]) == 0.0)

@@ -329,3 +329,47 @@ def test_argmax_breaks_ties_at_random_and_sample_follows_the_policy():
     freq = np.bincount(draws, minlength=4) / len(draws)
     se = np.sqrt(np.asarray(tied) * (1 - np.asarray(tied)) / len(draws))
     assert np.all(np.abs(freq - np.asarray(tied)) <= 4 * se)
+
+
+def safe_risky_bandit() -> Task:
+    """Arm 0 pays 0.5 surely, arm 1 pays 1 with probability 0.45 (else 0); known."""
+    probs = jnp.asarray([[0.0, 1.0, 0.0], [0.55, 0.0, 0.45]], jnp.float32)
+
+    def prior():
+        return {"probs": numpyro.sample("probs", dist.Delta(probs, event_dim=2))}
+
+    return Task(
+        name="safe_risky_bandit", num_actions=2, obs_dim=1, episode_length=1, num_episodes=1,
+        prior=prior, initial_state=lambda: jnp.zeros((), jnp.int32),
+        transition=lambda state, action: state, observe=lambda state: jnp.zeros((1,), jnp.float32),
+        reward_distribution=lambda params, state, action, next_state: dist.Categorical(
+            probs=params["probs"][action]),
+        reward_values=(0.0, 0.5, 1.0),
+        belief_init=lambda: probs,
+        belief_update=lambda belief, state, action, reward: belief,
+        belief_sample=lambda key, belief: {"probs": belief},
+        optimal_value=lambda params, state, t: jnp.where(t < 1, 0.5, 0.0),
+    )
+
+
+@pytest.mark.parametrize("outcome, best", [("sample", 1), ("enumerate", 0)])
+def test_enumerated_outcomes_are_risk_neutral_towards_nature(outcome, best):
+    """At alpha = 0.1 a sampled outcome tilts by E[exp(r / alpha)] and prefers the risky arm
+    (mean 0.45); enumerating the outcomes tilts by exp(E[r] / alpha) and keeps the safe one
+    (0.5): the planner no longer selects lucky imaginations as K grows."""
+    config = PlannerConfig(num_particles=1024, num_nested=1, depth=1, alpha=0.1, outcome=outcome)
+    policies, actions = plan_many(exact_model(safe_risky_bandit(), value="zero"), config, num_seeds=32)
+    assert (actions == best).mean() >= 0.95, policies.mean(0)
+    if outcome == "enumerate":  # the weight of an arm is exactly exp(mean / alpha)
+        ratio = policies[:, 0] / policies[:, 1] * math.exp((0.45 - 0.5) / 0.1)
+        assert np.all(ratio > 0.7) and np.all(ratio < 1.4)  # n_0 / n_1 of 1024 uniform draws
+
+
+def test_enumerated_outcomes_need_categorical_rewards():
+    from models import registry
+
+    task = registry.make("function_optimization")
+    config = PlannerConfig(num_particles=4, num_nested=1, depth=1, outcome="enumerate")
+    model = exact_model(task)
+    with pytest.raises(ValueError, match="enumerate"):
+        smc.plan(jax.random.key(0), model, model.init(jax.random.key(0)), config)
