@@ -77,8 +77,9 @@ def summarize_runs(per_seed: list[dict]) -> dict:
 
 
 def ablations(task_name: str, run_dir: pathlib.Path, config, trials: int, seed: int) -> list[dict]:
-    """VariBASeD at several test-time budgets, without belief updates in imagination, the
-    distilled policy alone (K = 1), and the exact-model planner at the training budget."""
+    """VariBASeD at several test-time budgets, without belief updates in imagination, with
+    enumerated outcomes (categorical rewards), the distilled policy alone (K = 1), and the
+    exact-model planner at the training budget."""
     K, Kw, D = config.num_particles, config.num_nested, config.depth
     rows = []
     budgets = [("policy alone (K=1)", {"num_particles": 1}),
@@ -87,13 +88,17 @@ def ablations(task_name: str, run_dir: pathlib.Path, config, trials: int, seed: 
                ("learned planner, K=64", {"num_particles": 64}),
                ("learned planner, no belief update in imagination",
                 {"belief_update_in_imagination": False})]
+    task = registry.make(task_name)
+    if task.categorical_rewards and config.outcome != "enumerate":
+        budgets += [("learned planner, enumerated outcomes", {"outcome": "enumerate"}),
+                    ("learned planner, enumerated outcomes, K=64",
+                     {"outcome": "enumerate", "num_particles": 64})]
     for name, budget in budgets:
         result = evaluate_run(run_dir, trials=trials, seed=seed, budget=budget)
         cfg = result["config"]
         rows.append({"name": name, "K": cfg["num_particles"], "K_omega": cfg["num_nested"],
                      "D": cfg["depth"], "normalized_score": result["normalized_score"],
                      "se": result["normalized_score_se"]})
-    task = registry.make(task_name)
     if task.has_exact_belief and task.optimal_value is not None:
         planner = PlannerConfig(num_particles=K, num_nested=Kw, depth=D, alpha=config.alpha,
                                 gamma=config.gamma)
