@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
     if args.evals < 1:
         parser.error(f"--evals must be >= 1, got {args.evals}")
+    if args.sweep_trials < 2:
+        parser.error(f"--sweep-trials must be >= 2, got {args.sweep_trials}")
     budgets = {task: dict(per_agent) for task, per_agent in BUDGETS.items()}
     for item in args.budget:
         name, _, raw = item.partition("=")

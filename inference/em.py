@@ -309,6 +309,9 @@ def make_trainer(task: Task, config: EMConfig) -> Trainer:
     """VariBASeD's :class:`~inference.trainer.Trainer` for ``task`` (see the module docstring)."""
     if not isinstance(config, EMConfig):
         raise TypeError(f"make_trainer needs an EMConfig, got {type(config).__name__}")
+    if config.outcome == "enumerate" and not task.categorical_rewards:
+        raise ValueError(f"EMConfig.outcome='enumerate' needs categorical rewards; task "
+                         f"{task.name!r} has continuous rewards: use 'sample' or 'expected'")
     if config.window > task.trial_length:
         raise ValueError(f"EMConfig.window ({config.window}) exceeds the task's trial length "
                          f"({task.trial_length})")

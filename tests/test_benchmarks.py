@@ -53,3 +53,9 @@ def test_efficiency_rejects_a_bad_budget(budget, tmp_path, capsys):
     with pytest.raises(SystemExit):
         efficiency.main(["--out", str(tmp_path / "e.json"), "--budget", budget])
     assert "--budget" in capsys.readouterr().err
+
+
+def test_efficiency_rejects_too_few_sweep_trials(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        efficiency.main(["--out", str(tmp_path / "e.json"), "--sweep-trials", "1"])
+    assert "--sweep-trials" in capsys.readouterr().err

@@ -137,3 +137,9 @@ def test_window_longer_than_the_trial_is_named():
     task = registry.make("bernoulli_bandit")
     with pytest.raises(ValueError, match="exceeds the task's trial length"):
         em.make_trainer(task, em.EMConfig.for_task(task.name, **TINY, window=task.trial_length + 1))
+
+
+def test_enumerated_outcomes_on_continuous_rewards_are_named_before_compiling():
+    task = registry.make("function_optimization")
+    with pytest.raises(ValueError, match="enumerate"):
+        em.make_trainer(task, em.EMConfig.for_task(task.name, **TINY, outcome="enumerate"))
