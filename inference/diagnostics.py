@@ -88,10 +88,8 @@ def learned_belief_to_arviz(rng_key: Array, params: belief_lib.BeliefParams, tra
     labels = _query_coords(queries, query_coords)
     trial = belief_lib.batch_from_trajectory(task, trajectory)
     inputs = belief_lib.query_inputs(task, *queries)
-    mean, log_scale = belief_lib.trial_beliefs(params, trial, task, config)  # [T+1, L]
-    S = num_chains * num_draws
-    eps = jax.random.normal(rng_key, (mean.shape[0], S, mean.shape[-1]))
-    m = mean[:, None] + jnp.exp(log_scale)[:, None] * eps  # [T+1, S, L]
+    features = belief_lib.trial_features(params, trial, task, config)  # [T+1, H]
+    m = belief_lib.sample_beliefs(rng_key, params, features, config, num_chains * num_draws)  # [T+1, S, L]
     pred = jax.vmap(lambda m_t: belief_lib.predictive_rewards(params, m_t, inputs, task, config))(m)
 
     def chains(x):  # [T+1, S, ...] -> [chain, draw, T+1, ...]
@@ -99,7 +97,7 @@ def learned_belief_to_arviz(rng_key: Array, params: belief_lib.BeliefParams, tra
         return x.reshape((num_chains, num_draws) + x.shape[1:])
 
     name = "reward_probs" if task.categorical_rewards else "reward_mean"
-    coords = {"step": np.arange(mean.shape[0]), "latent": np.arange(mean.shape[-1]),
+    coords = {"step": np.arange(m.shape[0]), "latent": np.arange(m.shape[-1]),
               "query": labels}
     dims = {"m": ["step", "latent"]}
     _reward_coords(task, coords, dims, name, ("step",))

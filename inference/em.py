@@ -88,8 +88,8 @@ class EMConfig:
         value_weight: ``w_V``, weight of the value regression.
         value_lambda: ``lambda`` of the TD(lambda) value targets.
         latent_dim, hidden_size, state_size, num_layers, decoder_hidden, head_hidden,
-        input_hidden, decoder_inputs, decode, kl_weight, s5_mode: the learned model
-        (:class:`models.belief.BeliefConfig`).
+        input_hidden, decoder_inputs, decode, kl_weight, s5_mode, decoder, guide,
+        factor_rank: the learned model (:class:`models.belief.BeliefConfig`).
         window: 0 (re-encode every trial from its start) or ``W`` in ``[1, trial_length]``:
             train on windows of ``W`` beliefs from cached S5 states (the paper's mode).
     """
@@ -123,6 +123,9 @@ class EMConfig:
     decode: str = "trial"
     kl_weight: float = 1.0
     s5_mode: str = "sequential"
+    decoder: str = "bilinear"
+    guide: str = "diagonal"
+    factor_rank: int = 1
     window: int = 0
 
     def __post_init__(self) -> None:
@@ -150,6 +153,9 @@ class EMConfig:
         if isinstance(self.window, bool) or not isinstance(self.window, int | np.integer) \
                 or self.window < 0:
             raise ValueError(f"EMConfig.window must be an int >= 0 (0: whole trials), got {self.window!r}")
+        if self.window and self.guide != "diagonal":
+            raise ValueError(f"EMConfig.window > 0 needs guide='diagonal' (the {self.guide!r} guide "
+                             "sums its factors from the trial's start, which a cached window lacks)")
         if not isinstance(self.value_lambda, int | float) or not 0 <= self.value_lambda <= 1:
             raise ValueError(f"EMConfig.value_lambda must be in [0, 1], got {self.value_lambda!r}")
         # Validate the parts now, with the field names the user knows.
@@ -182,7 +188,8 @@ class EMConfig:
             num_layers=self.num_layers, decoder_hidden=self.decoder_hidden,
             head_hidden=self.head_hidden, input_hidden=self.input_hidden,
             decoder_inputs=self.decoder_inputs, decode=self.decode,
-            kl_weight=self.kl_weight, mode=self.s5_mode,
+            kl_weight=self.kl_weight, mode=self.s5_mode, decoder=self.decoder, guide=self.guide,
+            factor_rank=self.factor_rank,
         )
 
 

@@ -12,7 +12,12 @@ Generative model of a batch of ``B`` trials of ``T`` steps (one latent per *beli
 Guide: ``q_phi(m_{b,t} | h_t) = N(mu(h_t), diag sigma(h_t)^2)``, where ``h_t`` is the S5
 encoding of the history inputs ``x_0..x_t`` with ``x_0 = (o_0, 0, 0, 0)`` and
 ``x_t = (o_t, onehot(a_{t-1}), r_{t-1}, done_{t-1})``; belief 0 is the learned *prior
-read-out* from the empty history (only the known start observation). The objective is
+read-out* from the empty history (only the known start observation). With
+``guide="factors"`` the Gaussian has a full covariance: it is the exact posterior of ``m``
+given pseudo-observations ``U_s^T m ~ N(rho_s, I)`` read from the S5 features of every step
+``s <= t`` (natural parameters summed along the trial; see :class:`BeliefConfig`), which
+contains the true posterior when the decoder is linear in ``m`` (function optimization).
+The objective is
 
 .. math::
 
@@ -73,6 +78,7 @@ __all__ = [
     "Window",
     "BeliefModel",
     "DECODER_INPUTS",
+    "GUIDES",
     "SITES",
     "init_params",
     "encoder_config",
@@ -84,8 +90,18 @@ __all__ = [
     "history_carries",
     "make_window",
     "belief_head",
+    "belief_factors",
+    "natural_init",
+    "natural_step",
+    "natural_beliefs",
+    "natural_to_moments",
+    "belief_moments",
+    "belief_distribution",
+    "sample_beliefs",
     "prior_belief",
     "trial_beliefs",
+    "trial_features",
+    "trial_moments",
     "reward_distribution",
     "decoder_log_likelihood",
     "policy_logits",
@@ -102,6 +118,8 @@ __all__ = [
 SITES = ("encoder", "belief_head", "decoder", "policy_head", "value_head")
 #: What the reward decoder may see besides ``m``.
 DECODER_INPUTS = ("obs", "action", "moved_obs")
+#: The forms of the Gaussian guide (see :class:`BeliefConfig`).
+GUIDES = ("diagonal", "factors")
 _LOG_SCALE_MIN, _LOG_SCALE_MAX = -7.0, 2.0
 
 
@@ -124,6 +142,20 @@ class BeliefConfig:
             decoding every (belief, step) pair is then one batched matrix product (about 10x
             cheaper than an MLP on every pair). ``"mlp"``: an MLP on ``(m, x)`` (first layer
             split as ``W_m m + W_x x``).
+            ``"linear"``: ``<m, psi_k(x)> + b_k(x)`` (``phi`` the identity; ``psi`` an MLP
+            ``x -> decoder_hidden[:-1] -> K (L + 1)``): with a Gaussian ``m`` the decoded mean is a
+            Gaussian process with a learned rank-``L`` kernel, the right family for function
+            optimization and the one in which the ``"factors"`` guide can be exact.
+        guide: ``"diagonal"``: ``q(m | h_t) = N(mu(h_t), diag sigma(h_t)^2)`` from the S5
+            features at ``t`` (VariBAD). ``"factors"``: a full-covariance Gaussian that is the
+            exact posterior of ``m`` under *pseudo-observations* read from the S5 features of
+            every step ``s <= t`` of the trial, ``U_s^T m ~ N(rho_s, I_r)`` (``U_s`` ``[L, r]``,
+            ``r = factor_rank``): precision ``I + sum_s U_s U_s^T``, precision-weighted mean
+            ``sum_s U_s rho_s`` (a product of Gaussian factors, as in PEARL, with S5 factors).
+            Under a ``"linear"`` decoder every real observation is such a factor
+            (``U = w_a / sigma``, ``rho = r / sigma``), so the true posterior is in the family.
+            Not available with training windows (the sums run from the trial's start).
+        factor_rank: ``r``, the rank of each step's factor (``guide="factors"``).
         decode: ``"trial"`` (every belief decodes the whole trial, VariBAD) or ``"past"``
             (belief ``t`` decodes the rewards ``s < t`` it has seen).
         mode: S5 sequence form, ``"sequential"`` or ``"parallel"``.
@@ -144,6 +176,8 @@ class BeliefConfig:
     decoder_inputs: tuple[str, ...] = DECODER_INPUTS
     decoder: str = "bilinear"
     decode: str = "trial"
+    guide: str = "diagonal"
+    factor_rank: int = 1
     mode: str = "sequential"
     input_hidden: int = 64
     kl_weight: float = 1.0
@@ -151,7 +185,8 @@ class BeliefConfig:
     step_max: float = 0.1
 
     def __post_init__(self) -> None:
-        for name in ("latent_dim", "hidden_size", "state_size", "num_layers", "head_hidden"):
+        for name in ("latent_dim", "hidden_size", "state_size", "num_layers", "head_hidden",
+                     "factor_rank"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"BeliefConfig.{name} must be a positive int, got {value!r}")
@@ -167,8 +202,11 @@ class BeliefConfig:
                 f"BeliefConfig.decoder_inputs must be distinct names from {DECODER_INPUTS}, got {inputs!r}"
             )
         object.__setattr__(self, "decoder_inputs", inputs)
-        if self.decoder not in ("bilinear", "mlp"):
-            raise ValueError(f"BeliefConfig.decoder must be 'bilinear' or 'mlp', got {self.decoder!r}")
+        if self.decoder not in ("bilinear", "mlp", "linear"):
+            raise ValueError(
+                f"BeliefConfig.decoder must be 'bilinear', 'mlp' or 'linear', got {self.decoder!r}")
+        if self.guide not in GUIDES:
+            raise ValueError(f"BeliefConfig.guide must be one of {GUIDES}, got {self.guide!r}")
         if self.decode not in ("trial", "past"):
             raise ValueError(f"BeliefConfig.decode must be 'trial' or 'past', got {self.decode!r}")
         if self.mode not in ("sequential", "parallel"):
@@ -274,6 +312,8 @@ def _mlp(layers: tuple, x: Array) -> Array:
 
 def _decoder_init(rng_key: Array, L: int, Dx: int, K: int, config: BeliefConfig) -> dict:
     hidden = config.decoder_hidden
+    if config.decoder == "linear":
+        return {"x_net": _mlp_init(rng_key, (Dx,) + hidden[:-1] + (K * (L + 1),), 0.3)}
     if config.decoder == "bilinear":
         k_m, k_x = jax.random.split(rng_key)
         return {"m_net": _mlp_init(k_m, (L,) + hidden),
@@ -299,7 +339,8 @@ def init_params(rng_key: Array, task: Task, config: BeliefConfig) -> BeliefParam
     """
     k_enc, k_head, k_dec, k_pol, k_val = jax.random.split(rng_key, 5)
     H, L = config.hidden_size, config.latent_dim
-    head = {"hidden": _dense_init(k_head, H, H), "out": _dense_init(k_head, H, 2 * L, 0.1)}
+    outputs = 2 * L if config.guide == "diagonal" else (L + 1) * config.factor_rank
+    head = {"hidden": _dense_init(k_head, H, H), "out": _dense_init(k_head, H, outputs, 0.1)}
     decoder = _decoder_init(k_dec, L, _decoder_input_dim(task, config), _num_outputs(task), config)
     if not task.categorical_rewards:
         decoder["log_scale"] = jnp.zeros((), jnp.float32)
@@ -416,23 +457,116 @@ def belief_head(params: BeliefParams, features: Array) -> tuple[Array, Array]:
     return mean, log_scale
 
 
+def belief_factors(params: BeliefParams, features: Array, config: BeliefConfig) -> tuple[Array, Array]:
+    """The pseudo-observation factor of each step (``guide="factors"``): features ``[..., H]``
+    -> ``(U [..., L, r], rho [..., r])``, the factor ``U^T m ~ N(rho, I_r)``."""
+    head = params.belief_head
+    z = _dense(head["out"], jax.nn.gelu(_dense(head["hidden"], features)))
+    rank = config.factor_rank
+    u = z[..., :-rank].reshape(z.shape[:-1] + (config.latent_dim, rank))
+    return u, z[..., -rank:]
+
+
+def natural_init(config: BeliefConfig) -> tuple[Array, Array]:
+    """The natural parameters of the prior ``N(0, I)``: ``(precision [L, L], eta [L])``."""
+    L = config.latent_dim
+    return jnp.eye(L, dtype=jnp.float32), jnp.zeros((L,), jnp.float32)
+
+
+def natural_step(params: BeliefParams, natural: tuple[Array, Array], features: Array,
+                 config: BeliefConfig) -> tuple[Array, Array]:
+    """Add one step's factor (features ``[H]``) to the natural parameters ``(precision, eta)``."""
+    u, rho = belief_factors(params, features, config)
+    return natural[0] + u @ u.T, natural[1] + u @ rho
+
+
+def natural_beliefs(params: BeliefParams, features: Array, config: BeliefConfig) -> tuple[Array, Array]:
+    """Natural parameters of the belief at every step of a sequence that starts at the
+    trial's start: features ``[..., N, H]`` -> ``(precision [..., N, L, L], eta [..., N, L])``."""
+    u, rho = belief_factors(params, features, config)
+    L = u.shape[-2]
+    precision = jnp.eye(L, dtype=u.dtype) + jnp.cumsum(u @ jnp.swapaxes(u, -1, -2), axis=-3)
+    eta = jnp.cumsum(jnp.einsum("...lr,...r->...l", u, rho), axis=-2)
+    return precision, eta
+
+
+def natural_to_moments(precision: Array, eta: Array) -> tuple[Array, Array]:
+    """``(precision [..., L, L], eta [..., L])`` -> ``(mean [..., L], scale_tril [..., L, L])``,
+    the covariance's lower Cholesky factor (computed from the precision's, never inverting
+    the covariance explicitly)."""
+    mean = jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(precision), True), eta[..., None])[..., 0]
+    # Lower factor of precision^{-1}: with J the reversal, chol(J P J) = K gives
+    # P^{-1} = (J K^{-T} J)(J K^{-T} J)^T and J K^{-T} J is lower triangular.
+    flip = jnp.flip(precision, (-2, -1))
+    k = jnp.linalg.cholesky(flip)
+    eye = jnp.broadcast_to(jnp.eye(precision.shape[-1], dtype=precision.dtype), precision.shape)
+    k_inv_t = jnp.swapaxes(jax.scipy.linalg.solve_triangular(k, eye, lower=True), -1, -2)
+    return mean, jnp.flip(k_inv_t, (-2, -1))
+
+
+def belief_moments(params: BeliefParams, features: Array, config: BeliefConfig) -> tuple[Array, Array]:
+    """The Gaussian belief at every step of a sequence of features ``[..., N, H]`` that starts
+    at the trial's start: ``(mean [..., N, L], scale_tril [..., N, L, L])`` (for either guide;
+    the diagonal guide's ``scale_tril`` is ``diag(exp(log_scale))``)."""
+    if config.guide == "factors":
+        return natural_to_moments(*natural_beliefs(params, features, config))
+    mean, log_scale = belief_head(params, features)
+    return mean, jnp.exp(log_scale)[..., None] * jnp.eye(mean.shape[-1], dtype=mean.dtype)
+
+
+def belief_distribution(params: BeliefParams, features: Array, config: BeliefConfig) -> dist.Distribution:
+    """``q(m | h_t)`` at every step of a feature sequence ``[..., N, H]`` from the trial's start
+    (batch shape ``[..., N]``, event ``[L]``)."""
+    if config.guide == "factors":
+        mean, scale_tril = belief_moments(params, features, config)
+        return dist.MultivariateNormal(mean, scale_tril=scale_tril)
+    mean, log_scale = belief_head(params, features)
+    return dist.Normal(mean, jnp.exp(log_scale)).to_event(1)
+
+
+def sample_beliefs(rng_key: Array, params: BeliefParams, features: Array, config: BeliefConfig,
+                   num_samples: int) -> Array:
+    """``num_samples`` draws of the belief at every step: features ``[N, H]`` (from the trial's
+    start) -> ``[N, S, L]``."""
+    mean, scale_tril = belief_moments(params, features, config)
+    eps = jax.random.normal(rng_key, (mean.shape[0], num_samples, mean.shape[-1]))
+    return mean[:, None, :] + jnp.einsum("nij,nsj->nsi", scale_tril, eps)
+
+
 def prior_belief(params: BeliefParams, task: Task, config: BeliefConfig):
     """The learned prior read-out: belief 0, from the empty history at the start state.
 
     Returns:
-        ``(carry, features [H], mean [L], log_scale [L])``.
+        ``(carry, features [H], mean [L], log_scale [L])`` (with ``guide="factors"``, the
+        log of the marginal standard deviations; the full belief is :func:`belief_moments`).
     """
     obs0 = task.observe(task.initial_state())
     x0 = history_input(obs0, -1, 0.0, 0, task.num_actions, 0, task.trial_length)
     carry, features = encoder_step(params, initial_carry(config), x0)
+    if config.guide == "factors":
+        mean, scale_tril = belief_moments(params, features[None], config)
+        return carry, features, mean[0], jnp.log(jnp.linalg.norm(scale_tril[0], axis=-1))
     mean, log_scale = belief_head(params, features)
     return carry, features, mean, log_scale
 
 
 def trial_beliefs(params: BeliefParams, trial: TrialBatch, task: Task, config: BeliefConfig):
-    """Beliefs of ONE trial at every step ``t = 0..T``: ``(mean, log_scale)``, ``[T+1, L]``."""
-    _, features = encode_history(params, history_inputs(trial, task.num_actions, task.trial_length), config)
-    return belief_head(params, features)
+    """Beliefs of ONE trial at every step ``t = 0..T``: ``(mean, log_scale)``, ``[T+1, L]``
+    (with ``guide="factors"``, log marginal standard deviations; see :func:`trial_moments`)."""
+    mean, scale_tril = trial_moments(params, trial, task, config)
+    if config.guide == "factors":
+        return mean, jnp.log(jnp.linalg.norm(scale_tril, axis=-1))
+    return mean, jnp.log(jnp.diagonal(scale_tril, axis1=-2, axis2=-1))
+
+
+def trial_features(params: BeliefParams, trial: TrialBatch, task: Task, config: BeliefConfig) -> Array:
+    """S5 features of ONE trial's beliefs ``t = 0..T``: ``[T+1, H]``."""
+    return encode_history(params, history_inputs(trial, task.num_actions, task.trial_length), config)[1]
+
+
+def trial_moments(params: BeliefParams, trial: TrialBatch, task: Task, config: BeliefConfig):
+    """Beliefs of ONE trial at every step: ``(mean [T+1, L], scale_tril [T+1, L, L])``."""
+    return belief_moments(params, trial_features(params, trial, task, config), config)
 
 
 def _decoder_x(obs: Array, actions: Array, moved_obs: Array, num_actions: int,
@@ -447,8 +581,8 @@ def _decoder_outputs(decoder: dict, m: Array, x: Array) -> Array:
     """Decoder outputs for every pair (each m with each x): ``m [..., M, L]``, ``x [..., N, Dx]``
     -> ``[..., M, N, K]``. The MLP decoder splits its first layer (``W_m m + W_x x``) so that
     it costs ``M + N`` products instead of ``M N``; the bilinear one is a matrix product."""
-    if "m_net" in decoder:
-        phi = _mlp(decoder["m_net"], m)  # [..., M, Hd]
+    if "x_net" in decoder:
+        phi = _mlp(decoder["m_net"], m) if "m_net" in decoder else m  # [..., M, Hd]
         psi = _mlp(decoder["x_net"], x)  # [..., N, K (Hd + 1)]
         psi = psi.reshape(psi.shape[:-1] + (-1, phi.shape[-1] + 1))  # [..., N, K, Hd + 1]
         out = jnp.einsum("...mh,...nkh->...mnk", phi, psi[..., :-1])
@@ -601,6 +735,10 @@ def make_belief_model(task: Task, config: BeliefConfig | None = None) -> BeliefM
     if not isinstance(config, BeliefConfig):
         raise ValueError(f"config must be a BeliefConfig, got {type(config).__name__}")
     A, L = task.num_actions, config.latent_dim
+    # The same N(0, I) either way; a MultivariateNormal for the full-covariance guide so that
+    # the KL stays in closed form.
+    prior = (dist.MultivariateNormal(jnp.zeros(L), scale_tril=jnp.eye(L)) if config.guide == "factors"
+             else dist.Normal(jnp.zeros(L), 1.0).to_event(1))
 
     def features_of(encoder, batch: TrialBatch, window: Window | None) -> Array:
         """Features of every belief: ``[B, T+1, H]``, or ``[B, W, H]`` on a window."""
@@ -628,7 +766,7 @@ def make_belief_model(task: Task, config: BeliefConfig | None = None) -> BeliefM
         with handlers.scale(scale=1.0 / (B * N)):
             with numpyro.plate("trials", B, dim=-2), numpyro.plate("beliefs", N, dim=-1):
                 with handlers.scale(scale=config.kl_weight):
-                    m = numpyro.sample("m", dist.Normal(jnp.zeros(L), 1.0).to_event(1))
+                    m = numpyro.sample("m", prior)
                 loglik = jax.vmap(
                     lambda m_b, trial: decoder_log_likelihood(params, m_b, trial, task, config)
                 )(m, batch)  # [B, N, T]
@@ -666,11 +804,11 @@ def make_belief_model(task: Task, config: BeliefConfig | None = None) -> BeliefM
         _param("value_head", task, config)
         features = features_of(encoder, batch, window)
         N = features.shape[1]
-        mean, log_scale = belief_head(BeliefParams(None, head, None, None, None), features)
+        q = belief_distribution(BeliefParams(None, head, None, None, None), features, config)
         with handlers.scale(scale=1.0 / (B * N)):
             with numpyro.plate("trials", B, dim=-2), numpyro.plate("beliefs", N, dim=-1):
                 with handlers.scale(scale=config.kl_weight):
-                    numpyro.sample("m", dist.Normal(mean, jnp.exp(log_scale)).to_event(1))
+                    numpyro.sample("m", q)
 
     def checked(fn):
         def wrapper(batch, policy_targets=None, value_targets=None, policy_weight=1.0,
@@ -681,6 +819,9 @@ def make_belief_model(task: Task, config: BeliefConfig | None = None) -> BeliefM
             if window is not None:
                 if not isinstance(window, Window):
                     raise TypeError(f"window must be a Window, got {type(window).__name__}")
+                if config.guide != "diagonal":
+                    raise ValueError(f"training windows need guide='diagonal' (the {config.guide!r} "
+                                     "guide sums factors from the trial's start)")
                 P = window.inputs.shape[1]
                 D = input_dim(task)
                 if window.inputs.shape != (B, P, D) or not 1 <= P <= T:
@@ -740,7 +881,5 @@ def trial_predictive(rng_key: Array, params: BeliefParams, trial: TrialBatch,
                      num_samples: int) -> Array:
     """The decoder at the queries under ``num_samples`` draws of the belief at every step of
     ONE trial: ``[T+1, S, Q, K]`` probabilities (categorical) or ``[T+1, S, Q]`` means."""
-    mean, log_scale = trial_beliefs(params, trial, task, config)
-    eps = jax.random.normal(rng_key, (mean.shape[0], num_samples, mean.shape[-1]))
-    m = mean[:, None, :] + jnp.exp(log_scale)[:, None, :] * eps
+    m = sample_beliefs(rng_key, params, trial_features(params, trial, task, config), config, num_samples)
     return jax.vmap(lambda m_t: predictive_rewards(params, m_t, queries, task, config))(m)

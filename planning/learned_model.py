@@ -5,7 +5,8 @@ built from the parameters of :mod:`models.belief`:
 
 * node: the S5 carry and features of a history ``h`` (real or imagined), the known task
   state and the trial step ``t``;
-* ``sample_tasks``: ``K_omega`` latents ``m_j ~ q_phi(m | h)`` from the Gaussian head;
+* ``sample_tasks``: ``K_omega`` latents ``m_j ~ q_phi(m | h)`` from the Gaussian head (with
+  ``guide="factors"`` the node also carries the natural parameters summed along its history);
 * ``simulate``: pick ``j`` uniformly and draw the reward from ``p_theta(r | s, a, s', m_j)``
   (a draw from the ``K_omega``-mixture predictive), or the mixture's mean reward;
 * ``advance``: the known transition (with episode resets) and one S5 step on the imagined
@@ -42,12 +43,15 @@ class LearnedNode(NamedTuple):
         features: float32 ``[H]``, the S5 features of the history.
         state: the known task state at step ``t``.
         t: int32 scalar trial step.
+        natural: ``(precision [L, L], eta [L])`` of the belief for ``guide="factors"`` (the
+            factors of every step of the history, real and imagined); ``()`` otherwise.
     """
 
     carry: Any
     features: Array
     state: Any
     t: Array
+    natural: Any = ()
 
 
 def learned_model(task: Task, config: BeliefConfig, params: BeliefParams) -> PlanningModel:
@@ -59,22 +63,32 @@ def learned_model(task: Task, config: BeliefConfig, params: BeliefParams) -> Pla
     trial_length, episode_length = task.trial_length, task.episode_length
     values = jnp.asarray(task.reward_values, jnp.float32) if task.categorical_rewards else None
 
+    factors = config.guide == "factors"
+
     def encode(carry, obs, action, reward, done, t):
         x = belief_lib.history_input(obs, action, reward, done, num_actions, t, trial_length)
         return belief_lib.encoder_step(params, carry, x)
 
+    def add_factor(natural, features):
+        return belief_lib.natural_step(params, natural, features, config) if factors else ()
+
     def init(rng_key: Array) -> LearnedNode:
         del rng_key
         carry, features, _, _ = belief_lib.prior_belief(params, task, config)
-        return LearnedNode(carry, features, task.initial_state(), jnp.zeros((), jnp.int32))
+        natural = add_factor(belief_lib.natural_init(config), features)
+        return LearnedNode(carry, features, task.initial_state(), jnp.zeros((), jnp.int32), natural)
 
     def update(node: LearnedNode, transition: Transition) -> LearnedNode:
         nxt = transition.next_env_state
         carry, features = encode(node.carry, transition.next_obs, transition.action,
                                  transition.reward, transition.done, nxt.t)
-        return LearnedNode(carry, features, nxt.state, jnp.asarray(nxt.t, jnp.int32))
+        return LearnedNode(carry, features, nxt.state, jnp.asarray(nxt.t, jnp.int32),
+                           add_factor(node.natural, features))
 
     def sample_tasks(rng_key: Array, node: LearnedNode, num: int) -> Array:
+        if factors:
+            mean, scale_tril = belief_lib.natural_to_moments(*node.natural)
+            return mean + jax.random.normal(rng_key, (num,) + mean.shape) @ scale_tril.T
         mean, log_scale = belief_lib.belief_head(params, node.features)
         return mean + jnp.exp(log_scale) * jax.random.normal(rng_key, (num,) + mean.shape)
 
@@ -111,9 +125,10 @@ def learned_model(task: Task, config: BeliefConfig, params: BeliefParams) -> Pla
         if update_belief:
             carry, features = encode(node.carry, task.observe(state), action, outcome,
                                      done.astype(jnp.int32), t)
+            natural = add_factor(node.natural, features)
         else:
-            carry, features = node.carry, node.features
-        nxt = LearnedNode(carry, features, state, t)
+            carry, features, natural = node.carry, node.features, node.natural
+        nxt = LearnedNode(carry, features, state, t, natural)
         live = node.t < trial_length
         return jax.tree.map(lambda n, o: jnp.where(live, n, o), nxt, node)
 
