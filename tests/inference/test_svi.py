@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from inference.svi import SVIConfig, fit, make_belief_svi, sample_minibatches
-from models import belief
+from models import belief, registry
 from models.gridworld import make_gridworld
 from planning import rollout
 from planning.reference_agents import posterior_sampling_agent
@@ -54,40 +54,43 @@ def test_updates_are_jitted_once_and_reduce_the_loss(small_grid):
     assert minibatches.actions.shape == (10, 32, task.trial_length)
 
 
-@pytest.mark.xfail(reason="known gap (issue 3): in this under-a-minute budget the read-out puts "
-                   "0.21 mass on the found goal (3x3 grid, 400 updates); at 1000 updates with "
-                   "kl_weight 0.03-0.1 and decode='past' it is 0.58-0.87 across fit seeds (one 0.94); "
-                   "at benchmark scale (5x5, decode='past', latent 16, 4000 updates) 0.988. "
-                   "The threshold stays 0.9",
-                   strict=False)
-def test_goal_found_belief_concentrates_on_it(small_grid):
+def test_goal_found_belief_concentrates_on_it():
     """After the goal has been stepped on, the learned belief over the candidate cells
-    (p(c) ∝ E_q P(r = +1 | noop at c, m)) puts >= 0.9 mass on it (mean over held-out trials)."""
-    task, _, data = small_grid
-    trainer = make_belief_svi(task, CONFIG, SVIConfig(learning_rate=3e-3))
-    state, losses = fit(jax.random.key(4), trainer, data, num_updates=400, batch_size=64,
+    (p(c) ∝ E_q P(r = +1 | noop at c, m)) puts >= 0.9 mass on it (mean over held-out trials).
+
+    GridNavi itself (5x5, 21 candidates) with the belief benchmark's configuration (latent 16,
+    KL weight 0.01) and a small budget: 1500 updates on 4096 posterior-sampling trials (about
+    40 s here; 0.949 and 0.953 with benchmark seeds 1 and 2; 0.986 at the benchmark's 4000)."""
+    task = registry.make("gridworld")
+    config = belief.BeliefConfig(latent_dim=16, kl_weight=0.01, decoder_inputs=("moved_obs",))
+    agent = posterior_sampling_agent(task)
+    run = jax.jit(lambda k, n: rollout.run_trials(k, task, agent, n), static_argnums=1)
+    data = belief.batch_from_trajectory(task, run(jax.random.key(0), 4096))
+    trainer = make_belief_svi(task, config, SVIConfig(learning_rate=5e-3))
+    state, losses = fit(jax.random.key(4), trainer, data, num_updates=1500, batch_size=64,
                         updates_per_call=50)
     params = trainer.get_params(state)
-    held = jax.jit(lambda k: rollout.run_trials(k, task, posterior_sampling_agent(task), 256))(
-        jax.random.key(5))
+    held = run(jax.random.key(5), 256)
     batch = belief.batch_from_trajectory(task, held)
     candidates = np.flatnonzero(np.asarray(task.belief_init()) > 0)
-    positions = jnp.stack([candidates % 3, candidates // 3], -1).astype(jnp.int32)
+    positions = jnp.stack([candidates % 5, candidates // 5], -1).astype(jnp.int32)
     queries = belief.query_inputs(task, positions, jnp.zeros(len(candidates), jnp.int32))
 
     @jax.jit
     def readout(batch):
         probs = jax.vmap(lambda k, trial: belief.trial_predictive(
-            k, params, trial, queries, task, CONFIG, 32))(jax.random.split(jax.random.key(6), 256),
+            k, params, trial, queries, task, config, 32))(jax.random.split(jax.random.key(6), 256),
                                                           batch)
-        hit = probs[..., 1].mean(2)
+        goal_index = int(np.argmax(task.reward_values))
+        hit = probs[..., goal_index].mean(2)
         return hit / hit.sum(-1, keepdims=True)  # [B, T+1, Q]
 
     p = np.asarray(readout(batch))
     goal = np.asarray(held.task_params["goal"])
     goal_q = np.searchsorted(candidates, goal)
+    assert np.all(candidates[goal_q] == goal)
     found = np.cumsum(np.asarray(held.transitions.reward) > 0.5, axis=1) > 0  # after step s
     found = np.concatenate([np.zeros((256, 1), bool), found], axis=1)  # belief t saw s < t
     mass = p[np.arange(256), :, goal_q]  # [B, T+1]
-    assert found.sum() > 200
+    assert found.sum() > 2000
     assert mass[found].mean() >= 0.9, (mass[found].mean(), losses[-10:].mean())
