@@ -8,6 +8,7 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import belief_accuracy  # noqa: E402
 import efficiency  # noqa: E402
 import merge_runs  # noqa: E402
 
@@ -59,3 +60,16 @@ def test_efficiency_rejects_too_few_sweep_trials(tmp_path, capsys):
     with pytest.raises(SystemExit):
         efficiency.main(["--out", str(tmp_path / "e.json"), "--sweep-trials", "1"])
     assert "--sweep-trials" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set-fo", "guide='full'"], "--set-fo: BeliefConfig.guide"),
+    (["--set", "latent=3"], "--set 'latent=3': expected KEY=VALUE"),
+    (["--set", "kl_weight=-1"], "--set: BeliefConfig.kl_weight"),
+    (["--tasks", "gridworld,maze"], "unknown task"),
+])
+def test_belief_accuracy_refuses_bad_options_before_any_run(tmp_path, argv, message):
+    out = tmp_path / "belief.json"
+    with pytest.raises(SystemExit, match=message):
+        belief_accuracy.main(["--out", str(out), *argv])
+    assert not out.exists()
