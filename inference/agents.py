@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 from typing import Any
 
 from inference.trainer import Trainer
@@ -29,6 +30,14 @@ def config_fields(agent: str) -> list[str]:
     """The configuration fields of an agent (for ``--set`` and error messages)."""
     _, config_cls = _resolve(agent)
     return [f.name for f in dataclasses.fields(config_cls)]
+
+
+def config_defaults(agent: str) -> dict[str, Any]:
+    """The class defaults of an agent's configuration fields (JSON-able, as saved in runs)."""
+    _, config_cls = _resolve(agent)
+    defaults = {f.name: f.default for f in dataclasses.fields(config_cls)
+                if f.default is not dataclasses.MISSING}
+    return json.loads(json.dumps(defaults))
 
 
 def make_config(agent: str, task_name: str, overrides: dict[str, Any] | None = None):

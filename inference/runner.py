@@ -197,6 +197,16 @@ def _check_run_dir(run_dir: pathlib.Path, config: RunConfig, resume: bool) -> No
         raise RunError(f"cannot resume: {config_path} does not exist")
     saved = load_run(run_dir)
     mine = json.loads(json.dumps(config.to_json()))  # as saved: tuples become lists
+    from inference import agents
+
+    if isinstance(saved.get("agent_config"), dict) and saved.get("agent") == mine["agent"] \
+            and config.agent in agents.AGENTS:
+        # Fields added to the agent's configuration after the run was saved: the run was
+        # trained with their (backward-compatible) defaults, so resume when they still are.
+        defaults = agents.config_defaults(config.agent)
+        added = {k: defaults[k] for k in set(mine["agent_config"]) - set(saved["agent_config"])
+                 if k in defaults}
+        saved = {**saved, "agent_config": {**added, **saved["agent_config"]}}
     differing = [k for k in mine if k != "num_env_steps" and saved.get(k) != mine[k]]
     if differing:
         raise RunError(

@@ -131,3 +131,22 @@ def test_non_finite_stops_and_keeps_last_good_checkpoint(tmp_path, setup):
 def test_bad_run_config(bad, message):
     with pytest.raises(ValueError, match=message):
         _config(**bad)
+
+
+def test_resume_accepts_fields_added_since_the_run_at_their_defaults(tmp_path):
+    """A run saved before an agent-config field existed (here EMConfig.guide, decoder and
+    factor_rank) resumes when the field is at its default, and is refused otherwise."""
+    from inference import agents
+
+    config = agents.make_config("varibased", "gridworld")
+    run_config = runner.RunConfig(task="gridworld", agent="varibased", num_env_steps=1000, seed=0,
+                                  agent_config=json.loads(json.dumps(config.__dict__)))
+    saved = json.loads(json.dumps(run_config.to_json()))
+    for field in ("guide", "decoder", "factor_rank"):
+        del saved["agent_config"][field]
+    (tmp_path / runner.CONFIG_FILE).write_text(json.dumps(saved))
+    runner.check_run_dir(tmp_path, run_config, resume=True)
+    changed = runner.RunConfig(**{**run_config.__dict__,
+                                  "agent_config": {**run_config.agent_config, "guide": "factors"}})
+    with pytest.raises(runner.RunError, match="differs in agent_config"):
+        runner.check_run_dir(tmp_path, changed, resume=True)
