@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import json
 import math
 import pathlib
@@ -36,7 +37,7 @@ from planning.references import normalized_scores
 from planning.rollout import run_trials
 
 __all__ = ["RunConfig", "RunError", "NonFiniteError", "train", "evaluate_state", "load_run",
-           "check_run_dir"]
+           "check_run_dir", "resume_or_fresh"]
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
@@ -213,6 +214,24 @@ def _check_run_dir(run_dir: pathlib.Path, config: RunConfig, resume: bool) -> No
             f"cannot resume {run_dir}: its config differs in {', '.join(differing)} "
             f"(saved {[saved.get(k) for k in differing]}, now {[mine[k] for k in differing]})"
         )
+
+
+def resume_or_fresh(run_dir: str | pathlib.Path, config: RunConfig) -> tuple[pathlib.Path, bool]:
+    """Where a notebook-style re-run should train: ``(run_dir, True)`` to continue a run of
+    the same config there, ``(run_dir, False)`` when it is empty or absent, and otherwise a
+    fresh sibling ``run_dir-2``, ``-3``, ... (the other run is never touched)."""
+    base = pathlib.Path(run_dir)
+    for n in itertools.count(1):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+            return path, False
+        if (path / CONFIG_FILE).exists():
+            try:
+                check_run_dir(path, config, resume=True)
+            except RunError:
+                continue
+            return path, True
+    raise AssertionError("unreachable")
 
 
 def load_run(run_dir: str | pathlib.Path) -> dict[str, Any]:

@@ -80,8 +80,9 @@ run_config = runner.RunConfig(
     eval_every=max(NUM_ENV_STEPS // (2 if SMOKE else 8), 1), eval_trials=EVAL_TRIALS,
     agent_config=json.loads(json.dumps(dataclasses.asdict(config))),
 )
+RUN_DIR, resume = runner.resume_or_fresh(RUN_DIR, run_config)  # another config: a fresh dir
 summary = runner.train(RUN_DIR, run_config, task, trainer, refs,
-                       resume=(RUN_DIR / runner.CONFIG_FILE).exists(), progress=not SMOKE)
+                       resume=resume, progress=not SMOKE)
 print(f"{summary['env_steps']} env steps in {summary['wall_seconds']:.1f} s "
       f"(+ {summary['compile_seconds']:.1f} s compilation); "
       f"normalized score {summary['final_normalized_score']:.3f} (random 0, Bayes-optimal 1)")

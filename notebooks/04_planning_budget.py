@@ -149,8 +149,9 @@ run_config = runner.RunConfig(
     eval_every=max(NUM_ENV_STEPS // 2, 1), eval_trials=EVAL_TRIALS,
     agent_config=json.loads(json.dumps(dataclasses.asdict(config))),
 )
+RUN_DIR, resume = runner.resume_or_fresh(RUN_DIR, run_config)  # another config: a fresh dir
 summary = runner.train(RUN_DIR, run_config, task, trainer, refs,
-                       resume=(RUN_DIR / runner.CONFIG_FILE).exists(), progress=not SMOKE)
+                       resume=resume, progress=not SMOKE)
 state, _ = checkpoint.load(RUN_DIR / runner.CHECKPOINT_FILE, jax.jit(trainer.init)(jax.random.key(0)))
 print(f"trained {summary['env_steps']} env steps at K = {config.num_particles}: "
       f"normalized score {summary['final_normalized_score']:.3f}")

@@ -193,8 +193,9 @@ run_dir = pathlib.Path("runs") / ("05_treasure" + ("_smoke" if SMOKE else ""))
 run_config = runner.RunConfig(task="treasure", agent="varibased", num_env_steps=EM_STEPS,
                               eval_every=max(EM_STEPS // 4, 1), eval_trials=64 if SMOKE else 512,
                               agent_config=json.loads(json.dumps(dataclasses.asdict(config))))
+run_dir, resume = runner.resume_or_fresh(run_dir, run_config)  # another config: a fresh dir
 summary = runner.train(run_dir, run_config, task, trainer, refs,
-                       resume=(run_dir / runner.CONFIG_FILE).exists(), progress=not SMOKE)
+                       resume=resume, progress=not SMOKE)
 for e in summary["evaluations"]:
     print(f"{e['env_steps']:7d} env steps: normalized score {e['normalized_score']:.3f} "
           f"± {e['normalized_score_se']:.3f}")

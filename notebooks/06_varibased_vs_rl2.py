@@ -127,8 +127,9 @@ else:
             task=TASK, agent=agent_name, num_env_steps=steps, seed=0,
             eval_every=max(steps // EVALUATIONS, 1), eval_trials=EVAL_TRIALS,
             agent_config=json.loads(json.dumps(dataclasses.asdict(config))))
+        run_dir, resume = runner.resume_or_fresh(run_dir, run_config)  # another config: a fresh dir
         summary = runner.train(run_dir, run_config, task, agents.make_trainer(agent_name, task, config), refs,
-                               resume=(run_dir / runner.CONFIG_FILE).exists(), progress=not SMOKE)
+                               resume=resume, progress=not SMOKE)
         print(f"{agent_name}: {summary['env_steps']} env steps in {summary['wall_seconds']:.1f} s "
               f"(+ {summary['compile_seconds']:.1f} s compilation), "
               f"final normalized score {summary['final_normalized_score']:.3f}")

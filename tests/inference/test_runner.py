@@ -150,3 +150,19 @@ def test_resume_accepts_fields_added_since_the_run_at_their_defaults(tmp_path):
                                   "agent_config": {**run_config.agent_config, "guide": "factors"}})
     with pytest.raises(runner.RunError, match="differs in agent_config"):
         runner.check_run_dir(tmp_path, changed, resume=True)
+
+
+def test_resume_or_fresh_never_touches_another_run(tmp_path, setup):
+    task, refs = setup
+    trainer = _reinforce_trainer(task)
+    base = tmp_path / "nb"
+    assert runner.resume_or_fresh(base, _config()) == (base, False)  # absent
+    runner.train(base, _config(num_env_steps=96), task, trainer, refs, progress=False)
+    before = (base / "checkpoint.npz").read_bytes()
+    assert runner.resume_or_fresh(base, _config()) == (base, True)  # same config: continue
+    other, resume = runner.resume_or_fresh(base, _config(seed=2))
+    assert other == tmp_path / "nb-2" and not resume
+    runner.train(other, _config(seed=2, num_env_steps=96), task, trainer, refs, progress=False)
+    assert runner.resume_or_fresh(base, _config(seed=2)) == (other, True)
+    assert runner.resume_or_fresh(base, _config(seed=3)) == (tmp_path / "nb-3", False)
+    assert (base / "checkpoint.npz").read_bytes() == before
