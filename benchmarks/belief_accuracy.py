@@ -21,6 +21,8 @@ Writes the JSON and a PNG next to it (same stem).
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
 import json
 import os
 import pathlib
@@ -87,9 +89,6 @@ def _chunked(fn, batch, chunk):
 
 def parse_overrides(items, flag):
     """``KEY=VALUE`` strings -> a dict of BeliefConfig fields (values as Python literals)."""
-    import ast
-    import dataclasses
-
     fields = {f.name for f in dataclasses.fields(belief.BeliefConfig)}
     out = {}
     for item in items:

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inference import checkpoint
+from inference import agents, checkpoint
 from inference.trainer import Trainer
 from models.task import Task
 from planning.references import normalized_scores
@@ -198,8 +198,6 @@ def _check_run_dir(run_dir: pathlib.Path, config: RunConfig, resume: bool) -> No
         raise RunError(f"cannot resume: {config_path} does not exist")
     saved = load_run(run_dir)
     mine = json.loads(json.dumps(config.to_json()))  # as saved: tuples become lists
-    from inference import agents
-
     if isinstance(saved.get("agent_config"), dict) and saved.get("agent") == mine["agent"] \
             and config.agent in agents.AGENTS:
         # Fields added to the agent's configuration after the run was saved: the run was

@@ -494,14 +494,14 @@ def natural_to_moments(precision: Array, eta: Array) -> tuple[Array, Array]:
     """``(precision [..., L, L], eta [..., L])`` -> ``(mean [..., L], scale_tril [..., L, L])``,
     the covariance's lower Cholesky factor (computed from the precision's, never inverting
     the covariance explicitly)."""
-    mean = jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(precision), True), eta[..., None])[..., 0]
     # Lower factor of precision^{-1}: with J the reversal, chol(J P J) = K gives
     # P^{-1} = (J K^{-T} J)(J K^{-T} J)^T and J K^{-T} J is lower triangular.
-    flip = jnp.flip(precision, (-2, -1))
-    k = jnp.linalg.cholesky(flip)
+    k = jnp.linalg.cholesky(jnp.flip(precision, (-2, -1)))
     eye = jnp.broadcast_to(jnp.eye(precision.shape[-1], dtype=precision.dtype), precision.shape)
     k_inv_t = jnp.swapaxes(jax.scipy.linalg.solve_triangular(k, eye, lower=True), -1, -2)
-    return mean, jnp.flip(k_inv_t, (-2, -1))
+    scale_tril = jnp.flip(k_inv_t, (-2, -1))
+    mean = scale_tril @ (jnp.swapaxes(scale_tril, -1, -2) @ eta[..., None])  # P^{-1} eta
+    return mean[..., 0], scale_tril
 
 
 def belief_moments(params: BeliefParams, features: Array, config: BeliefConfig) -> tuple[Array, Array]:
@@ -528,9 +528,22 @@ def sample_beliefs(rng_key: Array, params: BeliefParams, features: Array, config
                    num_samples: int) -> Array:
     """``num_samples`` draws of the belief at every step: features ``[N, H]`` (from the trial's
     start) -> ``[N, S, L]``."""
-    mean, scale_tril = belief_moments(params, features, config)
-    eps = jax.random.normal(rng_key, (mean.shape[0], num_samples, mean.shape[-1]))
-    return mean[:, None, :] + jnp.einsum("nij,nsj->nsi", scale_tril, eps)
+    L = config.latent_dim
+    eps = jax.random.normal(rng_key, (features.shape[0], num_samples, L))
+    if config.guide == "factors":
+        mean, scale_tril = belief_moments(params, features, config)
+        return mean[:, None, :] + jnp.einsum("nij,nsj->nsi", scale_tril, eps)
+    mean, log_scale = belief_head(params, features)
+    return mean[:, None, :] + jnp.exp(log_scale)[:, None, :] * eps
+
+
+def _mean_and_log_scale(params: BeliefParams, features: Array, config: BeliefConfig):
+    """``(mean, log_scale)`` of the beliefs of a feature sequence from the trial's start; with
+    ``guide="factors"`` the log of the marginal standard deviations."""
+    if config.guide == "factors":
+        mean, scale_tril = belief_moments(params, features, config)
+        return mean, jnp.log(jnp.linalg.norm(scale_tril, axis=-1))
+    return belief_head(params, features)
 
 
 def prior_belief(params: BeliefParams, task: Task, config: BeliefConfig):
@@ -543,20 +556,14 @@ def prior_belief(params: BeliefParams, task: Task, config: BeliefConfig):
     obs0 = task.observe(task.initial_state())
     x0 = history_input(obs0, -1, 0.0, 0, task.num_actions, 0, task.trial_length)
     carry, features = encoder_step(params, initial_carry(config), x0)
-    if config.guide == "factors":
-        mean, scale_tril = belief_moments(params, features[None], config)
-        return carry, features, mean[0], jnp.log(jnp.linalg.norm(scale_tril[0], axis=-1))
-    mean, log_scale = belief_head(params, features)
-    return carry, features, mean, log_scale
+    mean, log_scale = _mean_and_log_scale(params, features[None], config)
+    return carry, features, mean[0], log_scale[0]
 
 
 def trial_beliefs(params: BeliefParams, trial: TrialBatch, task: Task, config: BeliefConfig):
     """Beliefs of ONE trial at every step ``t = 0..T``: ``(mean, log_scale)``, ``[T+1, L]``
     (with ``guide="factors"``, log marginal standard deviations; see :func:`trial_moments`)."""
-    mean, scale_tril = trial_moments(params, trial, task, config)
-    if config.guide == "factors":
-        return mean, jnp.log(jnp.linalg.norm(scale_tril, axis=-1))
-    return mean, jnp.log(jnp.diagonal(scale_tril, axis1=-2, axis2=-1))
+    return _mean_and_log_scale(params, trial_features(params, trial, task, config), config)
 
 
 def trial_features(params: BeliefParams, trial: TrialBatch, task: Task, config: BeliefConfig) -> Array:
@@ -580,7 +587,8 @@ def _decoder_x(obs: Array, actions: Array, moved_obs: Array, num_actions: int,
 def _decoder_outputs(decoder: dict, m: Array, x: Array) -> Array:
     """Decoder outputs for every pair (each m with each x): ``m [..., M, L]``, ``x [..., N, Dx]``
     -> ``[..., M, N, K]``. The MLP decoder splits its first layer (``W_m m + W_x x``) so that
-    it costs ``M + N`` products instead of ``M N``; the bilinear one is a matrix product."""
+    it costs ``M + N`` products instead of ``M N``; the bilinear and linear ones (no ``m_net``:
+    ``phi`` the identity) are a matrix product."""
     if "x_net" in decoder:
         phi = _mlp(decoder["m_net"], m) if "m_net" in decoder else m  # [..., M, Hd]
         psi = _mlp(decoder["x_net"], x)  # [..., N, K (Hd + 1)]
