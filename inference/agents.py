@@ -60,3 +60,9 @@ def make_trainer(agent: str, task: Task, config: Any) -> Trainer:
     """The :class:`~inference.trainer.Trainer` of ``agent`` on ``task``."""
     module, _ = _resolve(agent)
     return module.make_trainer(task, config)
+
+
+def config_from_json(agent: str, saved: dict[str, Any]):
+    """The agent's configuration from its saved JSON form (as run directories store it)."""
+    _, config_cls = _resolve(agent)
+    return config_cls(**saved)
