@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 demo: venv
-	$(PY) -m inference.cli demo
+	$(PY) -m varibased.inference.cli demo
 
 test: venv
 	$(PY) -m ruff check .

@@ -34,17 +34,16 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
 os.environ.setdefault("MPLCONFIGDIR", str(_ROOT / ".cache" / "matplotlib"))
 os.environ.setdefault("XDG_CACHE_HOME", str(_ROOT / ".cache"))
-sys.path.insert(0, str(_ROOT))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from inference.svi import SVIConfig, fit, make_belief_svi  # noqa: E402
-from models import belief, registry  # noqa: E402
-from models.function_optimization import posterior_marginals  # noqa: E402
-from planning import rollout  # noqa: E402
-from planning.reference_agents import posterior_sampling_agent  # noqa: E402
+from varibased.inference.svi import SVIConfig, fit, make_belief_svi  # noqa: E402
+from varibased.models import belief, registry  # noqa: E402
+from varibased.models.function_optimization import posterior_marginals  # noqa: E402
+from varibased.planning import rollout  # noqa: E402
+from varibased.planning.reference_agents import posterior_sampling_agent  # noqa: E402
 
 Z90 = 1.6448536
 

@@ -24,13 +24,11 @@ import time
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(_ROOT))
-sys.path.insert(0, str(_ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
 import train as train_bench  # noqa: E402
 
-from inference.cli import evaluate_run  # noqa: E402
+from varibased.inference.cli import evaluate_run  # noqa: E402
 
 TASKS = ("gridworld", "function_optimization")
 #: default budgets (environment steps per seed); RL^2 gets up to VariBAD's 2e7 on GridNavi

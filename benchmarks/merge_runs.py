@@ -15,15 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(_ROOT))
-sys.path.insert(0, str(_ROOT / "benchmarks"))
 
 import train as train_bench  # noqa: E402
 
-from inference import runner  # noqa: E402
+from varibased.inference import runner  # noqa: E402
 
 
 def load_run(run_dir: pathlib.Path) -> dict:

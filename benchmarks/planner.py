@@ -34,19 +34,18 @@ import sys
 import time
 from typing import Any
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from models import registry, s5  # noqa: E402
-from planning import smc  # noqa: E402
-from planning.config import PlannerConfig  # noqa: E402
-from planning.model import exact_model  # noqa: E402
-from planning.planner_agent import run_planner_trials  # noqa: E402
-from planning.references import normalized_scores, references  # noqa: E402
+from varibased.models import registry, s5  # noqa: E402
+from varibased.planning import smc  # noqa: E402
+from varibased.planning.config import PlannerConfig  # noqa: E402
+from varibased.planning.model import exact_model  # noqa: E402
+from varibased.planning.planner_agent import run_planner_trials  # noqa: E402
+from varibased.planning.references import normalized_scores, references  # noqa: E402
 
 CENTER = (64, 4, 4)
 AXES_FULL = {"K": (4, 16, 64, 256), "K_omega": (1, 4, 16), "D": (1, 2, 4, 8)}
@@ -80,8 +79,8 @@ def _best_time(fn, *args, repeats: int) -> float:
 def _learned_model(task):
     """The learned planning model with untrained parameters, or ``(None, reason)``."""
     try:
-        from models import belief as belief_lib
-        from planning.learned_model import learned_model
+        from varibased.models import belief as belief_lib
+        from varibased.planning.learned_model import learned_model
 
         config = belief_lib.BeliefConfig()
         params = belief_lib.init_params(jax.random.key(0), task, config)
@@ -134,8 +133,8 @@ def throughput_sweep(model, num_envs: int, axes: dict, repeats: int) -> list[dic
 
 def time_trial(task, model, num_envs: int, config: PlannerConfig, repeats: int) -> dict[str, Any]:
     """Wall-clock of whole trials with the planner in the loop (one jitted call)."""
-    from planning import rollout
-    from planning.planner_agent import make_planner_agent
+    from varibased.planning import rollout
+    from varibased.planning.planner_agent import make_planner_agent
 
     agent = make_planner_agent(model, config)
     fn = jax.jit(lambda k: rollout.run_trials(k, task, agent, num_envs).transitions.reward)
@@ -213,8 +212,8 @@ def score_point(task_id: str, task, model, refs, K: int, Ko: int, D: int, num_tr
 def _references(task_id: str, task, num_trials: int, seed: int, smoke: bool) -> dict[str, Any]:
     """``planning.references`` (in smoke runs of a task with slow baselines: random/oracle)."""
     if smoke and task.bayes_optimal_value is None and task.baseline_agents is not None:
-        from planning import reference_agents
-        from planning.rollout import evaluate
+        from varibased.planning import reference_agents
+        from varibased.planning.rollout import evaluate
 
         key = jax.random.key(seed)
         low = evaluate(key, task, reference_agents.random_agent(task), num_trials)

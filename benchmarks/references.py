@@ -15,11 +15,9 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from inference.plotting import format_reference_table, plot_references  # noqa: E402
-from models import registry  # noqa: E402
-from planning.references import compute_references  # noqa: E402
+from varibased.inference.plotting import format_reference_table, plot_references  # noqa: E402
+from varibased.models import registry  # noqa: E402
+from varibased.planning.references import compute_references  # noqa: E402
 
 TASKS = ("gridworld", "function_optimization", "bernoulli_bandit")
 

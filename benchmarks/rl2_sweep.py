@@ -20,15 +20,14 @@ import time
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(_ROOT))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from inference import rl2  # noqa: E402
-from models import registry  # noqa: E402
-from planning.references import normalized_scores, references  # noqa: E402
-from planning.rollout import run_trials  # noqa: E402
+from varibased.inference import rl2  # noqa: E402
+from varibased.models import registry  # noqa: E402
+from varibased.planning.references import normalized_scores, references  # noqa: E402
+from varibased.planning.rollout import run_trials  # noqa: E402
 
 
 def cell(task, task_name: str, learning_rate: float, entropy: float, steps: int, seed: int,

@@ -25,18 +25,17 @@ import time
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(_ROOT))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from inference import agents, runner  # noqa: E402
-from inference.cli import evaluate_run  # noqa: E402
-from models import registry  # noqa: E402
-from planning.config import PlannerConfig  # noqa: E402
-from planning.model import exact_model  # noqa: E402
-from planning.planner_agent import run_planner_trials  # noqa: E402
-from planning.references import normalized_scores, references  # noqa: E402
+from varibased.inference import agents, runner  # noqa: E402
+from varibased.inference.cli import evaluate_run  # noqa: E402
+from varibased.models import registry  # noqa: E402
+from varibased.planning.config import PlannerConfig  # noqa: E402
+from varibased.planning.model import exact_model  # noqa: E402
+from varibased.planning.planner_agent import run_planner_trials  # noqa: E402
+from varibased.planning.references import normalized_scores, references  # noqa: E402
 
 LEVELS = ("0.5", "0.8", "0.9", "0.95")
 #: default full budgets (real environment steps per seed)

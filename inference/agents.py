@@ -9,13 +9,16 @@ import importlib
 import json
 from typing import Any
 
-from inference.trainer import Trainer
-from models.task import Task
+from varibased.inference.trainer import Trainer
+from varibased.models.task import Task
 
 __all__ = ["AGENTS", "make_config", "make_trainer", "config_fields"]
 
 #: agent id -> (module, config class name)
-AGENTS = {"varibased": ("inference.em", "EMConfig"), "rl2": ("inference.rl2", "RL2Config")}
+AGENTS = {
+    "varibased": ("varibased.inference.em", "EMConfig"),
+    "rl2": ("varibased.inference.rl2", "RL2Config"),
+}
 
 
 def _resolve(agent: str):

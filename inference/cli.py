@@ -45,7 +45,7 @@ def _parse_sets(items: list[str] | None) -> dict[str, Any]:
 
 
 def _check_task(name: str) -> None:
-    from models import registry
+    from varibased.models import registry
 
     if name not in registry.names():
         raise CliError(f"unknown task {name!r}; known tasks: {', '.join(registry.names())}")
@@ -64,14 +64,14 @@ def _budget_overrides(args: argparse.Namespace, agent: str) -> dict[str, Any]:
 
 
 def _references(task_name: str, trials: int, seed: int = 0) -> dict[str, Any]:
-    from planning.references import references
+    from varibased.planning.references import references
 
     return references(task_name, num_trials=trials, seed=seed)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from inference import agents, checkpoint, runner
-    from models import registry
+    from varibased.inference import agents, checkpoint, runner
+    from varibased.models import registry
 
     _check_task(args.task)
     if args.steps is not None and args.steps < 1:
@@ -125,9 +125,9 @@ def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 
     Returns:
         ``{"mean_return", "se", "normalized_score", "normalized_score_se", "config"}``.
     """
-    from inference import agents, checkpoint, runner
-    from models import registry
-    from planning.references import normalized_scores
+    from varibased.inference import agents, checkpoint, runner
+    from varibased.models import registry
+    from varibased.planning.references import normalized_scores
 
     saved = runner.load_run(run_dir)
     agent_config = {**saved["agent_config"], **(budget or {})}
@@ -167,7 +167,7 @@ def jax_jit_init(trainer):
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from inference import runner
+    from varibased.inference import runner
 
     if args.trials < 2:
         raise CliError(f"--trials must be >= 2, got {args.trials}")
@@ -186,7 +186,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_references(args: argparse.Namespace) -> int:
-    from inference.plotting import format_reference_table, plot_references
+    from varibased.inference.plotting import format_reference_table, plot_references
 
     tasks = args.task or ["gridworld"]
     for name in tasks:
@@ -204,8 +204,8 @@ def _cmd_references(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from inference import runner
-    from inference.plotting import format_reference_table, plot_references
+    from varibased.inference import runner
+    from varibased.inference.plotting import format_reference_table, plot_references
 
     refs = _references("gridworld", 2000)
     print("Reference agents on GridNavi (expected return per trial):")

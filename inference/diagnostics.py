@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from models import belief as belief_lib
-from models.task import Task
+from varibased.models import belief as belief_lib
+from varibased.models.task import Task
 
 Array = jax.Array
 

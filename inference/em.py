@@ -46,16 +46,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inference.svi import SVIConfig, make_belief_svi
-from inference.trainer import Trainer
-from models import belief as belief_lib
-from models.belief import BeliefConfig, TrialBatch
-from models.task import Task
-from planning.agent import Agent
-from planning.config import PlannerConfig
-from planning.learned_model import learned_model
-from planning.planner_agent import make_planner_agent
-from planning.rollout import run_trials
+from varibased.inference.svi import SVIConfig, make_belief_svi
+from varibased.inference.trainer import Trainer
+from varibased.models import belief as belief_lib
+from varibased.models.belief import BeliefConfig, TrialBatch
+from varibased.models.task import Task
+from varibased.planning.agent import Agent
+from varibased.planning.config import PlannerConfig
+from varibased.planning.learned_model import learned_model
+from varibased.planning.planner_agent import make_planner_agent
+from varibased.planning.rollout import run_trials
 
 Array = jax.Array
 

@@ -39,13 +39,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from inference import ppo
-from inference.trainer import Trainer
-from models import s5
-from models import task as task_lib
-from models.task import Task
-from planning.agent import Agent, Transition
-from planning.rollout import run_trials
+from varibased.inference import ppo
+from varibased.inference.trainer import Trainer
+from varibased.models import s5
+from varibased.models import task as task_lib
+from varibased.models.task import Task
+from varibased.planning.agent import Agent, Transition
+from varibased.planning.rollout import run_trials
 
 Array = jax.Array
 

@@ -30,11 +30,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inference import agents, checkpoint
-from inference.trainer import Trainer
-from models.task import Task
-from planning.references import normalized_scores
-from planning.rollout import run_trials
+from varibased.inference import agents, checkpoint
+from varibased.inference.trainer import Trainer
+from varibased.models.task import Task
+from varibased.planning.references import normalized_scores
+from varibased.planning.rollout import run_trials
 
 __all__ = ["RunConfig", "RunError", "NonFiniteError", "train", "evaluate_state", "load_run",
            "check_run_dir", "resume_or_fresh"]

@@ -27,8 +27,8 @@ import optax
 from numpyro.infer import SVI, TraceMeanField_ELBO
 from numpyro.infer.svi import SVIState
 
-from models.belief import BeliefConfig, BeliefModel, BeliefParams, TrialBatch, make_belief_model
-from models.task import Task
+from varibased.models.belief import BeliefConfig, BeliefModel, BeliefParams, TrialBatch, make_belief_model
+from varibased.models.task import Task
 
 Array = jax.Array
 

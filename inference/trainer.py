@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from planning.agent import Agent
+from varibased.planning.agent import Agent
 
 __all__ = ["Trainer"]
 

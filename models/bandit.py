@@ -22,9 +22,9 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from models import registry
-from models import task as task_lib
-from models.task import Task, TaskError
+from varibased.models import registry
+from varibased.models import task as task_lib
+from varibased.models.task import Task, TaskError
 
 Array = jax.Array
 

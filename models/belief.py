@@ -66,8 +66,8 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro import handlers
 
-from models import s5
-from models.task import Task, TaskError
+from varibased.models import s5
+from varibased.models.task import Task, TaskError
 
 Array = jax.Array
 

@@ -45,9 +45,9 @@ import numpyro
 import numpyro.distributions as dist
 from jax.scipy.linalg import cho_solve, solve_triangular
 
-from models import registry
-from models import task as task_lib
-from models.task import Task, TaskError
+from varibased.models import registry
+from varibased.models import task as task_lib
+from varibased.models.task import Task, TaskError
 
 Array = jax.Array
 
@@ -292,7 +292,7 @@ def make_function_optimization(
     def baseline_agents() -> dict:
         """GP-UCB (Srinivas and best fixed beta), EI, GP Thompson; computed once."""
         if "agents" not in cache:
-            from planning import gp_agents  # lazy: models must not import planning at load
+            from varibased.planning import gp_agents  # lazy: models must not import planning at load
 
             cache["agents"] = gp_agents.baseline_agents(task)
         return dict(cache["agents"])

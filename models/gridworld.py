@@ -42,8 +42,8 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from models import registry
-from models.task import Task, TaskError
+from varibased.models import registry
+from varibased.models.task import Task, TaskError
 
 Array = jax.Array
 
@@ -210,7 +210,7 @@ def make_gridworld(
         return jax.random.categorical(rng_key, jnp.where(allowed, 0.0, -jnp.inf)).astype(jnp.int32)
 
     def bayes_optimal_value() -> tuple[float, list[float]]:
-        from models import gridworld_dp
+        from varibased.models import gridworld_dp
 
         return gridworld_dp.bayes_optimal_value(size, episode_length, num_episodes, excluded)
 

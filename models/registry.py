@@ -4,7 +4,7 @@ A task module registers a *factory* (keyword arguments -> :class:`~models.task.T
 that sized tasks (``bernoulli_bandit`` with ``num_arms=3``) are built on demand and
 validated when they are constructed::
 
-    from models import registry
+    from varibased.models import registry
     task = registry.make("gridworld")
     registry.register("my_task", make_my_task)   # a user's own task
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from models.task import Task, TaskError
+from varibased.models.task import Task, TaskError
 
 __all__ = ["register", "make", "names", "unregister"]
 
@@ -22,10 +22,10 @@ _FACTORIES: dict[str, Callable[..., Task]] = {}
 
 # Built-in tasks, imported lazily on first use: id -> module that registers it.
 _BUILTIN = {
-    "gridworld": "models.gridworld",
-    "function_optimization": "models.function_optimization",
-    "function_optimization_lengthscale": "models.function_optimization",
-    "bernoulli_bandit": "models.bandit",
+    "gridworld": "varibased.models.gridworld",
+    "function_optimization": "varibased.models.function_optimization",
+    "function_optimization_lengthscale": "varibased.models.function_optimization",
+    "bernoulli_bandit": "varibased.models.bandit",
 }
 
 

@@ -41,14 +41,14 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from inference import agents, checkpoint, runner
-from inference.diagnostics import exact_trial_beliefs
-from inference.svi import make_belief_svi
-from models import belief, registry
-from models.belief import BeliefParams
-from models.gridworld import ACTION_NAMES, goal_prior_probs
-from planning.references import references
-from planning.rollout import run_trials
+from varibased.inference import agents, checkpoint, runner
+from varibased.inference.diagnostics import exact_trial_beliefs
+from varibased.inference.svi import make_belief_svi
+from varibased.models import belief, registry
+from varibased.models.belief import BeliefParams
+from varibased.models.gridworld import ACTION_NAMES, goal_prior_probs
+from varibased.planning.references import references
+from varibased.planning.rollout import run_trials
 
 TASK = "gridworld"
 SEED = 0

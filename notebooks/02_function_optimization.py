@@ -37,15 +37,15 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from inference import agents, checkpoint, runner
-from inference.diagnostics import exact_trial_beliefs
-from inference.svi import make_belief_svi
-from models import belief, registry
-from models.belief import BeliefParams
-from models.function_optimization import grid, posterior_marginals
-from planning import gp_agents, reference_agents
-from planning.references import references
-from planning.rollout import run_trials
+from varibased.inference import agents, checkpoint, runner
+from varibased.inference.diagnostics import exact_trial_beliefs
+from varibased.inference.svi import make_belief_svi
+from varibased.models import belief, registry
+from varibased.models.belief import BeliefParams
+from varibased.models.function_optimization import grid, posterior_marginals
+from varibased.planning import gp_agents, reference_agents
+from varibased.planning.references import references
+from varibased.planning.rollout import run_trials
 
 TASK = "function_optimization"
 SEED = 0

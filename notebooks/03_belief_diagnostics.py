@@ -39,16 +39,20 @@ import matplotlib.pyplot as plt
 import numpy as np
 import numpyro.distributions as dist
 
-from inference.diagnostics import exact_belief_to_arviz, exact_trial_beliefs, learned_belief_to_arviz
-from inference.svi import SVIConfig, fit, make_belief_svi
-from models import belief, registry
-from models.function_optimization import lengthscale_log_marginal, posterior_marginals
-from models.gridworld import goal_prior_probs
-from planning.config import PlannerConfig
-from planning.model import exact_model
-from planning.planner_agent import run_planner_trials
-from planning.reference_agents import posterior_sampling_agent, random_agent
-from planning.rollout import run_trials
+from varibased.inference.diagnostics import (
+    exact_belief_to_arviz,
+    exact_trial_beliefs,
+    learned_belief_to_arviz,
+)
+from varibased.inference.svi import SVIConfig, fit, make_belief_svi
+from varibased.models import belief, registry
+from varibased.models.function_optimization import lengthscale_log_marginal, posterior_marginals
+from varibased.models.gridworld import goal_prior_probs
+from varibased.planning.config import PlannerConfig
+from varibased.planning.model import exact_model
+from varibased.planning.planner_agent import run_planner_trials
+from varibased.planning.reference_agents import posterior_sampling_agent, random_agent
+from varibased.planning.rollout import run_trials
 
 # arviz after numpyro: arviz-base registers numpyro as a lazy module, and if arviz is
 # imported first numpyro.distributions later lacks its `distribution` attribute.

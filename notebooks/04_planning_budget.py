@@ -40,13 +40,13 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-from inference import agents, checkpoint, runner
-from models import registry
-from planning.config import PlannerConfig
-from planning.model import exact_model
-from planning.planner_agent import run_planner_trials
-from planning.references import normalized_scores, references
-from planning.rollout import run_trials
+from varibased.inference import agents, checkpoint, runner
+from varibased.models import registry
+from varibased.planning.config import PlannerConfig
+from varibased.planning.model import exact_model
+from varibased.planning.planner_agent import run_planner_trials
+from varibased.planning.references import normalized_scores, references
+from varibased.planning.rollout import run_trials
 
 TASK = "gridworld"
 task = registry.make(TASK)

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
-from models.task import Task
+from varibased.models.task import Task
 
 OPEN_COST, TREASURE = -0.1, 1.0
 
@@ -92,17 +92,21 @@ SMOKE = os.environ.get("VARIBASED_SMOKE") == "1"
 import matplotlib.pyplot as plt
 import numpy as np
 
-from inference import agents, runner
-from inference.diagnostics import exact_belief_to_arviz, exact_trial_beliefs, learned_belief_to_arviz
-from inference.plotting import format_reference_table
-from inference.svi import SVIConfig, fit, make_belief_svi
-from models import belief, registry
-from planning.config import PlannerConfig
-from planning.model import exact_model
-from planning.planner_agent import run_planner_trials
-from planning.references import normalized_scores, references
-from planning.reference_agents import posterior_sampling_agent
-from planning.rollout import run_trials
+from varibased.inference import agents, runner
+from varibased.inference.diagnostics import (
+    exact_belief_to_arviz,
+    exact_trial_beliefs,
+    learned_belief_to_arviz,
+)
+from varibased.inference.plotting import format_reference_table
+from varibased.inference.svi import SVIConfig, fit, make_belief_svi
+from varibased.models import belief, registry
+from varibased.planning.config import PlannerConfig
+from varibased.planning.model import exact_model
+from varibased.planning.planner_agent import run_planner_trials
+from varibased.planning.references import normalized_scores, references
+from varibased.planning.reference_agents import posterior_sampling_agent
+from varibased.planning.rollout import run_trials
 
 import arviz as az  # after numpyro (see notebook 03)
 

@@ -102,9 +102,9 @@ def load_results(path: str) -> dict[str, dict[str, list[dict]]]:
 if RESULTS:
     curves = load_results(RESULTS)
 else:
-    from inference import agents, runner
-    from models import registry
-    from planning.references import references
+    from varibased.inference import agents, runner
+    from varibased.models import registry
+    from varibased.planning.references import references
 
     TASK = "gridworld"
     if SMOKE:

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from models.task import EnvState
+from varibased.models.task import EnvState
 
 Array = jax.Array
 AgentState = Any

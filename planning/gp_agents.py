@@ -25,10 +25,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from models import function_optimization as fo
-from models.task import Task, TaskError
-from planning import rollout
-from planning.agent import Agent, Transition
+from varibased.models import function_optimization as fo
+from varibased.models.task import Task, TaskError
+from varibased.planning import rollout
+from varibased.planning.agent import Agent, Transition
 
 Array = jax.Array
 

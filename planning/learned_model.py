@@ -24,11 +24,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from models import belief as belief_lib
-from models.belief import BeliefConfig, BeliefParams
-from models.task import Task
-from planning.agent import Transition
-from planning.model import PlanningModel
+from varibased.models import belief as belief_lib
+from varibased.models.belief import BeliefConfig, BeliefParams
+from varibased.models.task import Task
+from varibased.planning.agent import Transition
+from varibased.planning.model import PlanningModel
 
 Array = jax.Array
 

@@ -56,8 +56,8 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 
-from models.task import Task, TaskError
-from planning.agent import Transition
+from varibased.models.task import Task, TaskError
+from varibased.planning.agent import Transition
 
 Array = jax.Array
 Node = Any

@@ -19,11 +19,11 @@ from typing import Any, NamedTuple
 
 import jax
 
-from models.task import Task
-from planning import rollout, smc
-from planning.agent import Agent, Transition
-from planning.config import PlannerConfig
-from planning.model import PlanningModel
+from varibased.models.task import Task
+from varibased.planning import rollout, smc
+from varibased.planning.agent import Agent, Transition
+from varibased.planning.config import PlannerConfig
+from varibased.planning.model import PlanningModel
 
 Array = jax.Array
 

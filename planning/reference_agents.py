@@ -9,8 +9,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from models.task import Task
-from planning.agent import Agent, Transition
+from varibased.models.task import Task
+from varibased.planning.agent import Agent, Transition
 
 Array = jax.Array
 

@@ -25,10 +25,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from models import registry
-from models.task import Task
-from planning import reference_agents
-from planning.rollout import evaluate
+from varibased.models import registry
+from varibased.models.task import Task
+from varibased.planning import reference_agents
+from varibased.planning.rollout import evaluate
 
 __all__ = ["references", "normalized_score", "ScoreAboveBayesOptimal"]
 

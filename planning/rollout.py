@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from models import task as task_lib
-from models.task import Task
-from planning.agent import Agent, Transition
+from varibased.models import task as task_lib
+from varibased.models.task import Task
+from varibased.planning.agent import Agent, Transition
 
 Array = jax.Array
 

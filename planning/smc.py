@@ -66,8 +66,8 @@ import blackjax.smc.resampling as smc_resampling
 import jax
 import jax.numpy as jnp
 
-from planning.config import PlannerConfig
-from planning.model import PlanningModel
+from varibased.planning.config import PlannerConfig
+from varibased.planning.model import PlanningModel
 
 Array = jax.Array
 

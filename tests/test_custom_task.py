@@ -18,7 +18,7 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 
-from models.task import Task
+from varibased.models.task import Task
 
 NUM_ARMS, HORIZON, NOISE, PRIOR_SCALE = 3, 8, 0.5, 1.0
 NAME = "gaussian_bandit_test"
@@ -68,7 +68,7 @@ EXPECTED_MAX_OF_THREE = 3.0 / (2.0 * math.sqrt(math.pi))
 
 @pytest.fixture(scope="module")
 def task():
-    from models import registry
+    from varibased.models import registry
 
     registry.register(NAME, make_gaussian_bandit, overwrite=True)
     yield registry.make(NAME)
@@ -77,14 +77,14 @@ def task():
 
 @pytest.fixture(scope="module")
 def refs(task):
-    from planning.references import compute_references
+    from varibased.planning.references import compute_references
 
     return compute_references(task, num_trials=2000, seed=0)
 
 
 def test_registered_and_rejected_when_broken(task):
-    from models import registry
-    from models.task import TaskError
+    from varibased.models import registry
+    from varibased.models.task import TaskError
 
     assert NAME in registry.names() and not task.categorical_rewards and task.has_exact_belief
     with pytest.raises(TaskError, match="observe"):
@@ -104,9 +104,9 @@ def test_references_match_closed_forms(task, refs):
 
 
 def test_exact_model_planner_beats_random(task, refs):
-    from planning.config import PlannerConfig
-    from planning.model import exact_model
-    from planning.planner_agent import run_planner_trials
+    from varibased.planning.config import PlannerConfig
+    from varibased.planning.model import exact_model
+    from varibased.planning.planner_agent import run_planner_trials
 
     config = PlannerConfig(num_particles=16, num_nested=4, depth=2, alpha=0.5)
     trajectory = run_planner_trials(jax.random.key(1), task, exact_model(task), config, 256)
@@ -119,10 +119,10 @@ def test_exact_model_planner_beats_random(task, refs):
 
 @pytest.fixture(scope="module")
 def trained_belief(task):
-    from inference.svi import SVIConfig, fit, make_belief_svi
-    from models import belief
-    from planning.reference_agents import posterior_sampling_agent
-    from planning.rollout import run_trials
+    from varibased.inference.svi import SVIConfig, fit, make_belief_svi
+    from varibased.models import belief
+    from varibased.planning.reference_agents import posterior_sampling_agent
+    from varibased.planning.rollout import run_trials
 
     config = belief.BeliefConfig(latent_dim=3, hidden_size=16, state_size=8, decoder_hidden=(16,),
                                  head_hidden=16, input_hidden=16, decoder_inputs=("action",))
@@ -143,10 +143,10 @@ def test_svi_trains_a_gaussian_decoder(trained_belief):
 
 
 def test_learned_belief_as_arviz_and_planning(task, trained_belief):
-    from inference.diagnostics import exact_belief_to_arviz, learned_belief_to_arviz
-    from planning.config import PlannerConfig
-    from planning.learned_model import learned_model
-    from planning.planner_agent import run_planner_trials
+    from varibased.inference.diagnostics import exact_belief_to_arviz, learned_belief_to_arviz
+    from varibased.planning.config import PlannerConfig
+    from varibased.planning.learned_model import learned_model
+    from varibased.planning.planner_agent import run_planner_trials
 
     config, params, _, trajectory = trained_belief
     trial = jax.tree.map(lambda x: x[0], trajectory)
@@ -168,7 +168,7 @@ def test_learned_belief_as_arviz_and_planning(task, trained_belief):
 
 
 def test_one_em_iteration(task):
-    from inference.em import EMConfig, make_trainer
+    from varibased.inference.em import EMConfig, make_trainer
 
     config = EMConfig.for_task(NAME, num_envs=8, num_particles=4, num_nested=2, depth=2, svi_updates=2,
                                batch_trials=8, replay_trials=16, latent_dim=3, hidden_size=16, state_size=8,

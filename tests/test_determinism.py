@@ -5,8 +5,8 @@ import jax
 import numpy as np
 import pytest
 
-from inference import checkpoint, em, rl2
-from models import registry
+from varibased.inference import checkpoint, em, rl2
+from varibased.models import registry
 
 NUM_ITERATIONS = 3
 

@@ -17,12 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models import registry, s5
-from models import task as task_lib
-from models.gridworld import GOAL_REWARD, STEP_REWARD, cell_index
-from planning import smc
-from planning.config import RESAMPLING_SCHEMES, PlannerConfig
-from planning.model import exact_model
+from varibased.models import registry, s5
+from varibased.models import task as task_lib
+from varibased.models.gridworld import GOAL_REWARD, STEP_REWARD, cell_index
+from varibased.planning import smc
+from varibased.planning.config import RESAMPLING_SCHEMES, PlannerConfig
+from varibased.planning.model import exact_model
 
 pytestmark = pytest.mark.tracer_leaks
 

@@ -12,8 +12,8 @@ import jax
 import numpy as np
 import pytest
 
-from inference import agents
-from models import registry
+from varibased.inference import agents
+from varibased.models import registry
 
 RECORD = json.loads((pathlib.Path(__file__).parent / "data" / "reference_metrics.json").read_text())
 

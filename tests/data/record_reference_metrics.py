@@ -15,8 +15,8 @@ import subprocess
 
 import jax
 
-from inference import agents
-from models import registry
+from varibased.inference import agents
+from varibased.models import registry
 
 NUM_ITERATIONS = 3
 SEED = 7

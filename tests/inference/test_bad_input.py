@@ -21,14 +21,14 @@ import numpy as np
 import numpyro.distributions as dist
 import pytest
 
-from inference import agents, checkpoint, cli, em, rl2, runner
-from inference.checkpoint import CheckpointError
-from models import registry
-from models.belief import BeliefConfig
-from models.task import Task, TaskError
-from planning.config import PlannerConfig
-from planning.model import exact_model
 from tests.planning.test_reference_agents import _boxes_task
+from varibased.inference import agents, checkpoint, cli, em, rl2, runner
+from varibased.inference.checkpoint import CheckpointError
+from varibased.models import registry
+from varibased.models.belief import BeliefConfig
+from varibased.models.task import Task, TaskError
+from varibased.planning.config import PlannerConfig
+from varibased.planning.model import exact_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 _COMPILE_BUDGET_S = 0.5
@@ -365,7 +365,7 @@ def test_cli_evaluate_refuses_a_corrupt_config(tmp_path, capsys):
 ])
 def test_cli_subprocess_exit_status(argv, message):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-m", "inference.cli", *argv], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "varibased.inference.cli", *argv], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr and proc.stdout == ""
     assert "Traceback" not in proc.stderr

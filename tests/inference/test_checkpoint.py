@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inference import checkpoint
-from inference.checkpoint import CheckpointError
+from varibased.inference import checkpoint
+from varibased.inference.checkpoint import CheckpointError
 
 
 class _State(NamedTuple):
@@ -67,7 +67,7 @@ def test_killed_write_never_corrupts_the_latest(tmp_path):
     checkpoint.save(path, _state(1), {"iteration": 1})
     script = textwrap.dedent(f"""
         import os, jax.numpy as jnp
-        from inference import checkpoint
+        from varibased.inference import checkpoint
         real_fsync = os.fsync
         def slow_fsync(fd):
             print("writing", flush=True)

@@ -12,8 +12,8 @@ import pathlib
 import jax
 import numpy as np
 
-from inference import agents, checkpoint
-from models import registry
+from varibased.inference import agents, checkpoint
+from varibased.models import registry
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 CONFIGS = {

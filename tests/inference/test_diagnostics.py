@@ -6,11 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inference import diagnostics
-from models import belief
-from models.gridworld import make_gridworld
-from planning import rollout
-from planning.reference_agents import random_agent
+from varibased.inference import diagnostics
+from varibased.models import belief
+from varibased.models.gridworld import make_gridworld
+from varibased.planning import rollout
+from varibased.planning.reference_agents import random_agent
 
 CONFIG = belief.BeliefConfig(latent_dim=3, hidden_size=16, state_size=8, decoder_hidden=(8, 8),
                              head_hidden=8, decoder_inputs=("moved_obs",))

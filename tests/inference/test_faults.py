@@ -16,11 +16,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inference import checkpoint, rl2, runner
-from inference.checkpoint import CheckpointError
-from models import registry
 from tests.inference.test_runner import _reinforce_trainer
 from tests.planning.test_reference_agents import _boxes_task
+from varibased.inference import checkpoint, rl2, runner
+from varibased.inference.checkpoint import CheckpointError
+from varibased.models import registry
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # Reference lines for the toy runs (the score is not what these tests check).
@@ -88,7 +88,7 @@ def test_injected_fault_names_the_term(tmp_path, metric, value, names, what):
 
 _KILLED_RUN = textwrap.dedent("""
     import os, sys, time
-    from inference import checkpoint, runner
+    from varibased.inference import checkpoint, runner
     from tests.inference.test_faults import REFS, _config
     from tests.inference.test_runner import _reinforce_trainer
     from tests.planning.test_reference_agents import _boxes_task

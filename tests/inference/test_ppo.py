@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inference import ppo
+from varibased.inference import ppo
 
 
 def _gae_reference(rewards, values, dones, last_value, gamma, lam):

@@ -9,12 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inference import runner
-from inference.trainer import Trainer
-from planning.agent import Agent
-from planning.references import compute_references
-from planning.rollout import run_trials
 from tests.planning.test_reference_agents import _boxes_task
+from varibased.inference import runner
+from varibased.inference.trainer import Trainer
+from varibased.planning.agent import Agent
+from varibased.planning.references import compute_references
+from varibased.planning.rollout import run_trials
 
 
 class _State(NamedTuple):
@@ -116,7 +116,7 @@ def test_non_finite_stops_and_keeps_last_good_checkpoint(tmp_path, setup):
         runner.train(tmp_path / "run", _config(), task, trainer, refs, progress=False)
     fault = json.loads((tmp_path / "run" / "fault.json").read_text())
     assert fault["iteration"] == 3 and any("logits" in leaf for leaf in fault["non_finite_state"])
-    from inference import checkpoint
+    from varibased.inference import checkpoint
 
     state, meta = checkpoint.load(tmp_path / "run" / "checkpoint.npz", trainer.init(jax.random.key(0)))
     assert meta["iteration"] == 2 and np.all(np.isfinite(state.logits))
@@ -136,7 +136,7 @@ def test_bad_run_config(bad, message):
 def test_resume_accepts_fields_added_since_the_run_at_their_defaults(tmp_path):
     """A run saved before an agent-config field existed (here EMConfig.guide, decoder and
     factor_rank) resumes when the field is at its default, and is refused otherwise."""
-    from inference import agents
+    from varibased.inference import agents
 
     config = agents.make_config("varibased", "gridworld")
     run_config = runner.RunConfig(task="gridworld", agent="varibased", num_env_steps=1000, seed=0,

@@ -14,16 +14,16 @@ import textwrap
 import jax
 import pytest
 
-from inference import sharding
-from inference.trainer import Trainer
+from varibased.inference import sharding
+from varibased.inference.trainer import Trainer
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 _SCRIPT = textwrap.dedent("""
     import dataclasses, json
     import jax, jax.numpy as jnp, numpy as np
-    from inference import em, sharding
-    from models import registry
+    from varibased.inference import em, sharding
+    from varibased.models import registry
     from tests.inference.test_runner import _reinforce_trainer
     from tests.planning.test_reference_agents import _boxes_task
 

@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inference.svi import SVIConfig, fit, make_belief_svi, sample_minibatches
-from models import belief, registry
-from models.gridworld import make_gridworld
-from planning import rollout
-from planning.reference_agents import posterior_sampling_agent
+from varibased.inference.svi import SVIConfig, fit, make_belief_svi, sample_minibatches
+from varibased.models import belief, registry
+from varibased.models.gridworld import make_gridworld
+from varibased.planning import rollout
+from varibased.planning.reference_agents import posterior_sampling_agent
 
 CONFIG = belief.BeliefConfig(latent_dim=3, hidden_size=32, state_size=16, decoder_hidden=(32, 32),
                              head_hidden=16, decoder_inputs=("moved_obs",))

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from numpyro import handlers
 
-from models import belief, registry
-from models.gridworld import make_gridworld
-from models.task import TaskError
-from planning import rollout
-from planning.reference_agents import random_agent
+from varibased.models import belief, registry
+from varibased.models.gridworld import make_gridworld
+from varibased.models.task import TaskError
+from varibased.planning import rollout
+from varibased.planning.reference_agents import random_agent
 
 CONFIG = belief.BeliefConfig(latent_dim=3, hidden_size=16, state_size=8, decoder_hidden=(8, 8),
                              head_hidden=8)

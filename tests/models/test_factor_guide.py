@@ -8,13 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inference.em import EMConfig
-from inference.svi import SVIConfig, fit, make_belief_svi
-from models import belief, registry
-from models.function_optimization import posterior_marginals
-from planning import rollout
-from planning.learned_model import learned_model
-from planning.reference_agents import posterior_sampling_agent, random_agent
+from varibased.inference.em import EMConfig
+from varibased.inference.svi import SVIConfig, fit, make_belief_svi
+from varibased.models import belief, registry
+from varibased.models.function_optimization import posterior_marginals
+from varibased.planning import rollout
+from varibased.planning.learned_model import learned_model
+from varibased.planning.reference_agents import posterior_sampling_agent, random_agent
 
 CONFIG = belief.BeliefConfig(latent_dim=4, hidden_size=16, state_size=8, decoder_hidden=(8,),
                              head_hidden=8, input_hidden=8, decoder_inputs=("action",),

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from numpyro.infer.util import log_density
 
-from models import function_optimization as fo
-from models import registry
-from models import task as task_lib
-from models.task import TaskError
+from varibased.models import function_optimization as fo
+from varibased.models import registry
+from varibased.models import task as task_lib
+from varibased.models.task import TaskError
 
 NOISE = 0.1
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from models import s5
+from varibased.models import s5
 
 P, H, L = 8, 6, 23
 _STEP = jax.jit(s5.apply_step)

@@ -9,9 +9,9 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 
-from models import registry
-from models import task as task_lib
-from models.task import Task, TaskError
+from varibased.models import registry
+from varibased.models import task as task_lib
+from varibased.models.task import Task, TaskError
 
 
 def _coin_task(**overrides) -> Task:

@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from models import bandit
-from models import function_optimization as fo
-from models import task as task_lib
-from models.task import TaskError
-from planning import gp_agents, reference_agents, rollout
+from varibased.models import bandit
+from varibased.models import function_optimization as fo
+from varibased.models import task as task_lib
+from varibased.models.task import TaskError
+from varibased.planning import gp_agents, reference_agents, rollout
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from planning.config import PlannerConfig
-from planning.model import exact_model
-from planning.planner_agent import PlannerInfo, run_planner_trials
 from tests.planning.test_smc import two_hypotheses_bandit
+from varibased.planning.config import PlannerConfig
+from varibased.planning.model import exact_model
+from varibased.planning.planner_agent import PlannerInfo, run_planner_trials
 
 TABLE = ((0.2, 0.8), (0.8, 0.2))  # arm means under hypothesis 0 / 1
 

@@ -19,10 +19,10 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 
-from models.task import Task
-from planning import smc
-from planning.config import RESAMPLING_SCHEMES, PlannerConfig
-from planning.model import exact_model
+from varibased.models.task import Task
+from varibased.planning import smc
+from varibased.planning.config import RESAMPLING_SCHEMES, PlannerConfig
+from varibased.planning.model import exact_model
 
 MEANS = (0.2, 0.8)
 
@@ -366,7 +366,7 @@ def test_enumerated_outcomes_are_risk_neutral_towards_nature(outcome, best):
 
 
 def test_enumerated_outcomes_need_categorical_rewards():
-    from models import registry
+    from varibased.models import registry
 
     task = registry.make("function_optimization")
     config = PlannerConfig(num_particles=4, num_nested=1, depth=1, outcome="enumerate")
