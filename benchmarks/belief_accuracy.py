@@ -40,9 +40,12 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from varibased.inference.svi import SVIConfig, fit, make_belief_svi  # noqa: E402
-from varibased.models import belief, registry  # noqa: E402
+from varibased.models import (  # noqa: E402
+    belief,
+    registry,
+    rollout,  # noqa: E402
+)
 from varibased.models.function_optimization import posterior_marginals  # noqa: E402
-from varibased.planning import rollout  # noqa: E402
 from varibased.planning.reference_agents import posterior_sampling_agent  # noqa: E402
 
 Z90 = 1.6448536

@@ -41,7 +41,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from varibased.models import registry, s5  # noqa: E402
-from varibased.planning import smc  # noqa: E402
+from varibased.planning import baselines, smc  # noqa: E402
 from varibased.planning.config import PlannerConfig  # noqa: E402
 from varibased.planning.model import exact_model  # noqa: E402
 from varibased.planning.planner_agent import run_planner_trials  # noqa: E402
@@ -133,7 +133,7 @@ def throughput_sweep(model, num_envs: int, axes: dict, repeats: int) -> list[dic
 
 def time_trial(task, model, num_envs: int, config: PlannerConfig, repeats: int) -> dict[str, Any]:
     """Wall-clock of whole trials with the planner in the loop (one jitted call)."""
-    from varibased.planning import rollout
+    from varibased.models import rollout
     from varibased.planning.planner_agent import make_planner_agent
 
     agent = make_planner_agent(model, config)
@@ -211,9 +211,9 @@ def score_point(task_id: str, task, model, refs, K: int, Ko: int, D: int, num_tr
 
 def _references(task_id: str, task, num_trials: int, seed: int, smoke: bool) -> dict[str, Any]:
     """``planning.references`` (in smoke runs of a task with slow baselines: random/oracle)."""
-    if smoke and task.bayes_optimal_value is None and task.baseline_agents is not None:
+    if smoke and task.bayes_optimal_value is None and baselines.has_baselines(task):
+        from varibased.models.rollout import evaluate
         from varibased.planning import reference_agents
-        from varibased.planning.rollout import evaluate
 
         key = jax.random.key(seed)
         low = evaluate(key, task, reference_agents.random_agent(task), num_trials)

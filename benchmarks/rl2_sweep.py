@@ -26,8 +26,8 @@ import numpy as np  # noqa: E402
 
 from varibased.inference import rl2  # noqa: E402
 from varibased.models import registry  # noqa: E402
+from varibased.models.rollout import run_trials  # noqa: E402
 from varibased.planning.references import normalized_scores, references  # noqa: E402
-from varibased.planning.rollout import run_trials  # noqa: E402
 
 
 def cell(task, task_name: str, learning_rate: float, entropy: float, steps: int, seed: int,

@@ -49,13 +49,13 @@ import numpy as np
 from varibased.inference.svi import SVIConfig, make_belief_svi
 from varibased.inference.trainer import Trainer
 from varibased.models import belief as belief_lib
+from varibased.models.agent import Agent
 from varibased.models.belief import BeliefConfig, TrialBatch
+from varibased.models.rollout import run_trials
 from varibased.models.task import Task
-from varibased.planning.agent import Agent
 from varibased.planning.config import PlannerConfig
 from varibased.planning.learned_model import learned_model
 from varibased.planning.planner_agent import make_planner_agent
-from varibased.planning.rollout import run_trials
 
 Array = jax.Array
 

@@ -43,9 +43,9 @@ from varibased.inference import ppo
 from varibased.inference.trainer import Trainer
 from varibased.models import s5
 from varibased.models import task as task_lib
+from varibased.models.agent import Agent, Transition
+from varibased.models.rollout import run_trials
 from varibased.models.task import Task
-from varibased.planning.agent import Agent, Transition
-from varibased.planning.rollout import run_trials
 
 Array = jax.Array
 
@@ -242,7 +242,7 @@ def trial_inputs(task: Task, transitions: Transition) -> tuple[Array, Array]:
     """Inputs and reset flags of a stored sequence (one trial or consecutive trials).
 
     Args:
-        transitions: time-major ``[T, ...]`` :class:`~planning.agent.Transition`.
+        transitions: time-major ``[T, ...]`` :class:`~models.agent.Transition`.
 
     Returns:
         ``(inputs [T, input_dim], resets [T])``: ``resets[t] = 1`` where step ``t`` starts a

@@ -32,9 +32,9 @@ import numpy as np
 
 from varibased.inference import agents, checkpoint
 from varibased.inference.trainer import Trainer
+from varibased.models.rollout import run_trials
 from varibased.models.task import Task
 from varibased.planning.references import normalized_scores
-from varibased.planning.rollout import run_trials
 
 __all__ = ["RunConfig", "RunError", "NonFiniteError", "train", "evaluate_state", "load_run",
            "check_run_dir", "resume_or_fresh"]

@@ -35,7 +35,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from varibased.inference.trainer import Trainer
-from varibased.planning.rollout import ENV_AXIS
+from varibased.models.rollout import ENV_AXIS
 
 __all__ = ["ENV_AXIS", "SEED_AXIS", "make_mesh", "replicate", "shard_trainer", "SeedTrainer",
            "shard_seeds", "select_seed"]

@@ -6,7 +6,7 @@ protocol, checkpoints, resume)::
 
     state = trainer.init(rng_key)                       # TrainState (a pytree, carries its key)
     state, metrics = trainer.iteration(state)           # one jitted training iteration
-    agent = trainer.agent(state, evaluation=True)       # planning.agent.Agent acting with it
+    agent = trainer.agent(state, evaluation=True)       # models.agent.Agent acting with it
 
 ``metrics`` is a flat dict of float32 scalars (e.g. ``return``, ``loss``);
 ``env_steps_per_iteration`` counts the *real* environment steps one iteration consumes.
@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from varibased.planning.agent import Agent
+from varibased.models.agent import Agent
 
 __all__ = ["Trainer"]
 

@@ -24,6 +24,7 @@ import numpyro.distributions as dist
 
 from varibased.models import registry
 from varibased.models import task as task_lib
+from varibased.models.agent import argmax_random_ties
 from varibased.models.task import Task, TaskError
 
 Array = jax.Array
@@ -149,11 +150,6 @@ def bayes_optimal_value(
     return value(start, horizon)
 
 
-def _argmax_random_ties(rng_key: Array, values: Array) -> Array:
-    best = values >= jnp.max(values)
-    return jax.random.categorical(rng_key, jnp.where(best, 0.0, -jnp.inf)).astype(jnp.int32)
-
-
 def make_bernoulli_bandit(num_arms: int = 2, horizon: int = 20, alpha=1.0, beta=1.0) -> Task:
     """The ``bernoulli_bandit`` task.
 
@@ -210,7 +206,7 @@ def make_bernoulli_bandit(num_arms: int = 2, horizon: int = 20, alpha=1.0, beta=
 
     def oracle_action(rng_key, task_params, state, t) -> Array:
         del state, t
-        return _argmax_random_ties(rng_key, task_params["p"])
+        return argmax_random_ties(rng_key, task_params["p"])
 
     cache: dict[str, float] = {}
 

@@ -47,6 +47,7 @@ from jax.scipy.linalg import cho_solve, solve_triangular
 
 from varibased.models import registry
 from varibased.models import task as task_lib
+from varibased.models.agent import argmax_random_ties
 from varibased.models.task import Task, TaskError
 
 Array = jax.Array
@@ -192,11 +193,6 @@ def posterior_log_prob(belief: GPBelief, f: Array) -> Array:
     )
 
 
-def _argmax_random_ties(rng_key: Array, values: Array) -> Array:
-    best = values >= jnp.max(values)
-    return jax.random.categorical(rng_key, jnp.where(best, 0.0, -jnp.inf)).astype(jnp.int32)
-
-
 # --------------------------------------------------------------------------------------
 # Tasks
 # --------------------------------------------------------------------------------------
@@ -215,7 +211,7 @@ def _known_parts(num_points: int, noise: float, num_queries: int) -> dict:
 
     def oracle_action(rng_key, task_params, state, t) -> Array:
         del state, t
-        return _argmax_random_ties(rng_key, task_params["f"])
+        return argmax_random_ties(rng_key, task_params["f"])
 
     return dict(
         num_actions=num_points,
@@ -287,16 +283,6 @@ def make_function_optimization(
     def belief_log_prob(belief: GPBelief, task_params) -> Array:
         return posterior_log_prob(belief, task_params["f"])
 
-    cache: dict[str, dict] = {}
-
-    def baseline_agents() -> dict:
-        """GP-UCB (Srinivas and best fixed beta), EI, GP Thompson; computed once."""
-        if "agents" not in cache:
-            from varibased.planning import gp_agents  # lazy: models must not import planning at load
-
-            cache["agents"] = gp_agents.baseline_agents(task)
-        return dict(cache["agents"])
-
     task = Task(
         name="function_optimization",
         prior=prior,
@@ -304,7 +290,6 @@ def make_function_optimization(
         belief_update=belief_update,
         belief_sample=belief_sample,
         belief_log_prob=belief_log_prob,
-        baseline_agents=baseline_agents,
         thompson_resample="step",
         description=(
             f"maximize f ~ GP(0, RBF(lengthscale {lengthscale})) on {num_points} points "

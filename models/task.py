@@ -103,8 +103,6 @@ class Task:
         bayes_optimal_value: ``() -> (mean, per_episode)``, the exact Bayes-optimal expected
             return per trial (a float) and per episode (a list), e.g. by dynamic programming
             over beliefs; float64 or fractions, not Monte Carlo.
-        baseline_agents: ``() -> dict[str, planning.agent.Agent]``, classical reference
-            agents that use the true prior (e.g. GP-UCB); reported by the references.
         thompson_resample: when the posterior-sampling agent draws a new task: at every
             ``"step"`` or at every ``"episode"`` start (and whenever its sample is ruled out).
         description: one line for tables and ``--help``.
@@ -128,7 +126,6 @@ class Task:
     optimal_value: Callable[[TaskParams, State, Array], Array] | None = None
     oracle_action: Callable[[PRNGKey, TaskParams, State, Array], Array] | None = None
     bayes_optimal_value: Callable[[], tuple[float, list[float]]] | None = None
-    baseline_agents: Callable[[], dict[str, Any]] | None = None
     thompson_resample: str = "episode"
     description: str = ""
 
@@ -320,7 +317,6 @@ _OPTIONAL = (
     "optimal_value",
     "oracle_action",
     "bayes_optimal_value",
-    "baseline_agents",
 )
 
 

@@ -48,7 +48,7 @@ from varibased.models import belief, registry
 from varibased.models.belief import BeliefParams
 from varibased.models.gridworld import ACTION_NAMES, goal_prior_probs
 from varibased.planning.references import references
-from varibased.planning.rollout import run_trials
+from varibased.models.rollout import run_trials
 
 TASK = "gridworld"
 SEED = 0

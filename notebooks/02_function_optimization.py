@@ -45,7 +45,7 @@ from varibased.models.belief import BeliefParams
 from varibased.models.function_optimization import grid, posterior_marginals
 from varibased.planning import gp_agents, reference_agents
 from varibased.planning.references import references
-from varibased.planning.rollout import run_trials
+from varibased.models.rollout import run_trials
 
 TASK = "function_optimization"
 SEED = 0

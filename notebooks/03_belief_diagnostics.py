@@ -52,7 +52,7 @@ from varibased.planning.config import PlannerConfig
 from varibased.planning.model import exact_model
 from varibased.planning.planner_agent import run_planner_trials
 from varibased.planning.reference_agents import posterior_sampling_agent, random_agent
-from varibased.planning.rollout import run_trials
+from varibased.models.rollout import run_trials
 
 # arviz after numpyro: arviz-base registers numpyro as a lazy module, and if arviz is
 # imported first numpyro.distributions later lacks its `distribution` attribute.

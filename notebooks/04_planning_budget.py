@@ -46,7 +46,7 @@ from varibased.planning.config import PlannerConfig
 from varibased.planning.model import exact_model
 from varibased.planning.planner_agent import run_planner_trials
 from varibased.planning.references import normalized_scores, references
-from varibased.planning.rollout import run_trials
+from varibased.models.rollout import run_trials
 
 TASK = "gridworld"
 task = registry.make(TASK)

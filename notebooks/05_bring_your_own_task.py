@@ -106,7 +106,7 @@ from varibased.planning.model import exact_model
 from varibased.planning.planner_agent import run_planner_trials
 from varibased.planning.references import normalized_scores, references
 from varibased.planning.reference_agents import posterior_sampling_agent
-from varibased.planning.rollout import run_trials
+from varibased.models.rollout import run_trials
 
 import arviz as az  # after numpyro (see notebook 03)
 

@@ -13,7 +13,7 @@ scores the grid points with the posterior of ``f``:
   ``z = (mu - tau) / sigma``.
 * **GP Thompson sampling**: ``argmax`` of one draw of ``f`` from the posterior, every step.
 
-Ties are broken uniformly at random. All are :class:`~planning.agent.Agent` values for one
+Ties are broken uniformly at random. All are :class:`~models.agent.Agent` values for one
 trial (jit- and vmap-able; :func:`planning.rollout.run_trials` vmaps them).
 """
 
@@ -26,9 +26,9 @@ import jax
 import jax.numpy as jnp
 
 from varibased.models import function_optimization as fo
+from varibased.models import rollout
+from varibased.models.agent import Agent, Transition, argmax_random_ties
 from varibased.models.task import Task, TaskError
-from varibased.planning import rollout
-from varibased.planning.agent import Agent, Transition
 
 Array = jax.Array
 
@@ -66,11 +66,6 @@ def expected_improvement(mean: Array, std: Array, incumbent: Array) -> Array:
     return gap * jax.scipy.stats.norm.cdf(z) + std * jax.scipy.stats.norm.pdf(z)
 
 
-def _argmax_random_ties(rng_key: Array, values: Array) -> Array:
-    best = values >= jnp.max(values)
-    return jax.random.categorical(rng_key, jnp.where(best, 0.0, -jnp.inf)).astype(jnp.int32)
-
-
 def _check_gp_task(task: Task) -> None:
     task.require("belief_init", "belief_update", "belief_sample")
     belief = jax.eval_shape(task.belief_init)
@@ -93,7 +88,7 @@ def _scoring_agent(task: Task, score) -> Agent:
         del obs
         score_key, tie_key = jax.random.split(rng_key)
         scores = score(score_key, agent_state.belief, env_state.t)
-        return _argmax_random_ties(tie_key, scores), ()
+        return argmax_random_ties(tie_key, scores), ()
 
     def update(agent_state: GPAgentState, transition: Transition) -> GPAgentState:
         belief = task.belief_update(

@@ -25,9 +25,9 @@ import jax
 import jax.numpy as jnp
 
 from varibased.models import belief as belief_lib
+from varibased.models.agent import Transition
 from varibased.models.belief import BeliefConfig, BeliefParams
 from varibased.models.task import Task
-from varibased.planning.agent import Transition
 from varibased.planning.model import PlanningModel
 
 Array = jax.Array

@@ -56,8 +56,8 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 
+from varibased.models.agent import Transition
 from varibased.models.task import Task, TaskError
-from varibased.planning.agent import Transition
 
 Array = jax.Array
 Node = Any

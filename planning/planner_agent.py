@@ -1,4 +1,4 @@
-"""The Belief-SMC planner as an :class:`~planning.agent.Agent`, and whole trials with it.
+"""The Belief-SMC planner as an :class:`~models.agent.Agent`, and whole trials with it.
 
 The agent's state is the model's node of the real history; ``act`` plans from it
 (:func:`planning.smc.plan`) and picks the real action from the improved policy;
@@ -19,9 +19,10 @@ from typing import Any, NamedTuple
 
 import jax
 
+from varibased.models import rollout
+from varibased.models.agent import Agent, Transition
 from varibased.models.task import Task
-from varibased.planning import rollout, smc
-from varibased.planning.agent import Agent, Transition
+from varibased.planning import smc
 from varibased.planning.config import PlannerConfig
 from varibased.planning.model import PlanningModel
 
@@ -65,7 +66,7 @@ def make_planner_agent(model: PlanningModel, config: PlannerConfig, *,
             (``K`` floats per depth per step: large for big batches).
 
     Returns:
-        An :class:`~planning.agent.Agent` whose state is the model's node.
+        An :class:`~models.agent.Agent` whose state is the model's node.
     """
     if not isinstance(config, PlannerConfig):
         raise TypeError(f"make_planner_agent: config must be a PlannerConfig, got {config!r}")

@@ -1,5 +1,5 @@
 """Reference agents: the floor (random), the ceiling that knows the task (oracle), and
-posterior sampling with the exact belief. All are :class:`~planning.agent.Agent` values,
+posterior sampling with the exact belief. All are :class:`~models.agent.Agent` values,
 jit- and vmap-able, for any task that provides the needed fields."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from varibased.models.agent import Agent, Transition
 from varibased.models.task import Task
-from varibased.planning.agent import Agent, Transition
 
 Array = jax.Array
 

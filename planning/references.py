@@ -7,7 +7,7 @@
   per-episode means);
 * ``bayes_optimal``: the exact Bayes-optimal value, where the task provides one
   (``Task.bayes_optimal_value``; standard error 0);
-* the task's classical ``baseline_agents`` (e.g. GP-UCB), by Monte Carlo;
+* the task's classical baselines (:mod:`varibased.planning.baselines`, e.g. GP-UCB), by Monte Carlo;
 
 and a ``reference`` entry naming ``R_ref``: the exact Bayes-optimal value where it exists,
 else the best baseline agent (DESIGN.md, Measures). Values are computed on demand in a few
@@ -26,9 +26,10 @@ import jax
 import numpy as np
 
 from varibased.models import registry
+from varibased.models.rollout import evaluate
 from varibased.models.task import Task
+from varibased.planning import baselines as baseline_registry
 from varibased.planning import reference_agents
-from varibased.planning.rollout import evaluate
 
 __all__ = ["references", "normalized_score", "ScoreAboveBayesOptimal"]
 
@@ -53,7 +54,7 @@ def compute_references(task: Task, *, num_trials: int = DEFAULT_TRIALS, seed: in
         agents["oracle"] = reference_agents.oracle_agent(task)
     if task.has_exact_belief and task.oracle_action is not None:
         agents["posterior_sampling"] = reference_agents.posterior_sampling_agent(task)
-    baselines = task.baseline_agents() if task.baseline_agents is not None else {}
+    baselines = baseline_registry.baseline_agents(task)
     agents.update(baselines)
     # Every agent sees the same held-out tasks and keys (common random numbers).
     out: dict[str, Any] = {

@@ -121,8 +121,8 @@ def test_exact_model_planner_beats_random(task, refs):
 def trained_belief(task):
     from varibased.inference.svi import SVIConfig, fit, make_belief_svi
     from varibased.models import belief
+    from varibased.models.rollout import run_trials
     from varibased.planning.reference_agents import posterior_sampling_agent
-    from varibased.planning.rollout import run_trials
 
     config = belief.BeliefConfig(latent_dim=3, hidden_size=16, state_size=8, decoder_hidden=(16,),
                                  head_hidden=16, input_hidden=16, decoder_inputs=("action",))

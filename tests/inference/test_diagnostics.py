@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 from varibased.inference import diagnostics
-from varibased.models import belief
+from varibased.models import belief, rollout
 from varibased.models.gridworld import make_gridworld
-from varibased.planning import rollout
 from varibased.planning.reference_agents import random_agent
 
 CONFIG = belief.BeliefConfig(latent_dim=3, hidden_size=16, state_size=8, decoder_hidden=(8, 8),

@@ -8,8 +8,8 @@ import pytest
 
 from varibased.inference import cli, em
 from varibased.models import registry
+from varibased.models.rollout import evaluate
 from varibased.planning.reference_agents import random_agent
-from varibased.planning.rollout import evaluate
 
 TINY = dict(num_envs=8, num_particles=4, num_nested=2, depth=2, svi_updates=2, batch_trials=8,
             replay_trials=16, hidden_size=16, state_size=8, head_hidden=16, input_hidden=16,

@@ -12,9 +12,9 @@ import pytest
 from varibased.inference import ppo, rl2
 from varibased.models import registry
 from varibased.models import task as task_lib
-from varibased.planning.agent import Agent
+from varibased.models.agent import Agent
+from varibased.models.rollout import evaluate, run_trials
 from varibased.planning.reference_agents import random_agent
-from varibased.planning.rollout import evaluate, run_trials
 
 TINY = dict(num_envs=4, num_minibatches=2, num_epochs=1, hidden_size=8, state_size=4, head_size=8)
 

@@ -12,9 +12,9 @@ import pytest
 from tests.planning.test_reference_agents import _boxes_task
 from varibased.inference import runner
 from varibased.inference.trainer import Trainer
-from varibased.planning.agent import Agent
+from varibased.models.agent import Agent
+from varibased.models.rollout import run_trials
 from varibased.planning.references import compute_references
-from varibased.planning.rollout import run_trials
 
 
 class _State(NamedTuple):

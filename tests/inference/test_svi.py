@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from varibased.inference.svi import SVIConfig, fit, make_belief_svi, sample_minibatches
-from varibased.models import belief, registry
+from varibased.models import belief, registry, rollout
 from varibased.models.gridworld import make_gridworld
-from varibased.planning import rollout
 from varibased.planning.reference_agents import posterior_sampling_agent
 
 CONFIG = belief.BeliefConfig(latent_dim=3, hidden_size=32, state_size=16, decoder_hidden=(32, 32),

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from numpyro.infer.util import log_density
 
-from varibased.models import bandit, registry
+from varibased.models import bandit, registry, rollout
 from varibased.models import task as task_lib
 from varibased.models.task import TaskError
-from varibased.planning import reference_agents, rollout
+from varibased.planning import reference_agents
 
 
 def test_beta_counts_after_a_history():

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 from numpyro import handlers
 
-from varibased.models import belief, registry
+from varibased.models import belief, registry, rollout
 from varibased.models.gridworld import make_gridworld
 from varibased.models.task import TaskError
-from varibased.planning import rollout
 from varibased.planning.reference_agents import random_agent
 
 CONFIG = belief.BeliefConfig(latent_dim=3, hidden_size=16, state_size=8, decoder_hidden=(8, 8),

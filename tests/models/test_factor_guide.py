@@ -10,9 +10,8 @@ import pytest
 
 from varibased.inference.em import EMConfig
 from varibased.inference.svi import SVIConfig, fit, make_belief_svi
-from varibased.models import belief, registry
+from varibased.models import belief, registry, rollout
 from varibased.models.function_optimization import posterior_marginals
-from varibased.planning import rollout
 from varibased.planning.learned_model import learned_model
 from varibased.planning.reference_agents import posterior_sampling_agent, random_agent
 

@@ -12,11 +12,11 @@ import numpyro
 import pytest
 from numpyro.infer.util import log_density
 
-from varibased.models import gridworld_dp, registry
+from varibased.models import gridworld_dp, registry, rollout
 from varibased.models import task as task_lib
 from varibased.models.gridworld import cell_index, cell_position, make_gridworld
 from varibased.models.task import EnvState, TaskError
-from varibased.planning import reference_agents, rollout
+from varibased.planning import reference_agents
 
 NOOP, UP, RIGHT, DOWN, LEFT = range(5)
 

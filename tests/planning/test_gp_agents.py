@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from varibased.models import bandit
+from varibased.models import bandit, rollout
 from varibased.models import function_optimization as fo
 from varibased.models import task as task_lib
 from varibased.models.task import TaskError
-from varibased.planning import gp_agents, reference_agents, rollout
+from varibased.planning import gp_agents, reference_agents
 
 
 @pytest.fixture(scope="module")

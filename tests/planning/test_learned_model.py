@@ -6,9 +6,9 @@ import numpy as np
 
 from varibased.models import belief as belief_lib
 from varibased.models.gridworld import make_gridworld
+from varibased.models.rollout import run_trials
 from varibased.planning.learned_model import learned_model
 from varibased.planning.reference_agents import random_agent
-from varibased.planning.rollout import run_trials
 
 CONFIG = belief_lib.BeliefConfig(hidden_size=16, state_size=8, head_hidden=16, input_hidden=16,
                                  decoder_hidden=(16,), decoder_inputs=("moved_obs",))

@@ -6,10 +6,10 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
+from varibased.models.rollout import evaluate, run_trials
 from varibased.models.task import Task
 from varibased.planning import reference_agents
 from varibased.planning.references import ScoreAboveBayesOptimal, compute_references, normalized_score
-from varibased.planning.rollout import evaluate, run_trials
 
 
 def _boxes_task() -> Task:

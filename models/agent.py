@@ -18,13 +18,14 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 from varibased.models.task import EnvState
 
 Array = jax.Array
 AgentState = Any
 
-__all__ = ["Agent", "Transition"]
+__all__ = ["Agent", "Transition", "argmax_random_ties"]
 
 
 class Transition(NamedTuple):
@@ -55,3 +56,9 @@ class Agent(NamedTuple):
     init: Callable[[Array, Any], AgentState]
     act: Callable[[Array, AgentState, EnvState, Array], tuple[Array, Any]]
     update: Callable[[AgentState, Transition], AgentState]
+
+
+def argmax_random_ties(rng_key: Array, values: Array) -> Array:
+    """An index of a maximum of ``values`` ``[n]``, uniformly at random among ties (int32)."""
+    best = values >= jnp.max(values)
+    return jax.random.categorical(rng_key, jnp.where(best, 0.0, -jnp.inf)).astype(jnp.int32)

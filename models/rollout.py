@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from varibased.models import task as task_lib
+from varibased.models.agent import Agent, Transition
 from varibased.models.task import Task
-from varibased.planning.agent import Agent, Transition
 
 Array = jax.Array
 
@@ -27,7 +27,7 @@ class Trajectory(NamedTuple):
     """A trial, time-major (``[T, ...]``; ``[B, T, ...]`` after vmap).
 
     Attributes:
-        transitions: the :class:`~planning.agent.Transition` of every step.
+        transitions: the :class:`~models.agent.Transition` of every step.
         info: the agent's per-step ``info`` pytree.
         task_params: the task of the trial (no time axis).
     """
