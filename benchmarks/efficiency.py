@@ -28,7 +28,7 @@ _ROOT = pathlib.Path(__file__).resolve().parents[1]
 import numpy as np  # noqa: E402
 import train as train_bench  # noqa: E402
 
-from varibased.inference.cli import evaluate_run  # noqa: E402
+from varibased.inference import runner  # noqa: E402
 
 TASKS = ("gridworld", "function_optimization")
 #: default budgets (environment steps per seed); RL^2 gets up to VariBAD's 2e7 on GridNavi
@@ -46,8 +46,9 @@ def budget_sweep(run_dir: pathlib.Path, particles, depths, nested, trials: int) 
     grid = [(kw, k, d) for kw in nested for k in particles for d in depths]
     for i, (num_nested, num_particles, depth) in enumerate(grid, 1):
         start = time.perf_counter()
-        budget = {"num_particles": num_particles, "num_nested": num_nested, "depth": depth}
-        result = evaluate_run(run_dir, trials=trials, seed=40_000, budget=budget)
+        budget = {"planner.num_particles": num_particles, "planner.num_nested": num_nested,
+                  "planner.depth": depth}
+        result = runner.evaluate_run(run_dir, trials=trials, seed=40_000, overrides=budget)
         rows.append({"K": num_particles, "K_omega": num_nested, "D": depth,
                      "normalized_score": result["normalized_score"],
                      "se": result["normalized_score_se"]})

@@ -13,7 +13,6 @@ Run directories go under ``--runs`` (default: a folder next to ``--out``).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -30,9 +29,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from varibased.inference import agents, runner  # noqa: E402
-from varibased.inference.cli import evaluate_run  # noqa: E402
 from varibased.models import registry  # noqa: E402
-from varibased.planning.config import PlannerConfig  # noqa: E402
 from varibased.planning.model import exact_model  # noqa: E402
 from varibased.planning.planner_agent import run_planner_trials  # noqa: E402
 from varibased.planning.references import normalized_scores, references  # noqa: E402
@@ -79,7 +76,7 @@ def ablations(task_name: str, run_dir: pathlib.Path, config, trials: int, seed: 
     """VariBASeD at several test-time budgets, without belief updates in imagination, with
     enumerated outcomes (categorical rewards), the distilled policy alone (K = 1), and the
     exact-model planner at the training budget."""
-    K, Kw, D = config.num_particles, config.num_nested, config.depth
+    K, Kw, D = config.planner.num_particles, config.planner.num_nested, config.planner.depth
     rows = []
     budgets = [("policy alone (K=1)", {"num_particles": 1}),
                ("learned planner, training budget", {}),
@@ -88,19 +85,18 @@ def ablations(task_name: str, run_dir: pathlib.Path, config, trials: int, seed: 
                ("learned planner, no belief update in imagination",
                 {"belief_update_in_imagination": False})]
     task = registry.make(task_name)
-    if task.categorical_rewards and config.outcome != "enumerate":
+    if task.categorical_rewards and config.planner.outcome != "enumerate":
         budgets += [("learned planner, enumerated outcomes", {"outcome": "enumerate"}),
                     ("learned planner, enumerated outcomes, K=64",
                      {"outcome": "enumerate", "num_particles": 64})]
     for name, budget in budgets:
-        result = evaluate_run(run_dir, trials=trials, seed=seed, budget=budget)
-        cfg = result["config"]
+        result = runner.evaluate_run(run_dir, trials=trials, seed=seed, overrides=budget)
+        cfg = result["config"]["planner"]
         rows.append({"name": name, "K": cfg["num_particles"], "K_omega": cfg["num_nested"],
                      "D": cfg["depth"], "normalized_score": result["normalized_score"],
                      "se": result["normalized_score_se"]})
     if task.has_exact_belief and task.optimal_value is not None:
-        planner = PlannerConfig(num_particles=K, num_nested=Kw, depth=D, alpha=config.alpha,
-                                gamma=config.gamma)
+        planner = config.planner_config(evaluation=True)
         trajectory = run_planner_trials(jax.random.key(seed), task, exact_model(task), planner, trials)
         returns = np.asarray(trajectory.transitions.reward.sum(-1), np.float64)
         score, se = normalized_scores(returns, references(task_name))
@@ -135,19 +131,15 @@ def run(task_name: str, agent: str, *, seeds: int, steps: int, out: pathlib.Path
         progress: bool = True, first_seed: int = 0) -> dict:
     """Train ``seeds`` seeds (``first_seed, first_seed + 1, ...``) and summarize (the result
     dict of the interface)."""
-    task = registry.make(task_name)
     config = agents.make_config(agent, task_name, overrides)
-    trainer = agents.make_trainer(agent, task, config)
     refs = references(task_name)
     per_seed = []
     for seed in range(first_seed, first_seed + seeds):
         run_dir = runs / f"{agent}-{task_name}-seed{seed}"
         if run_dir.exists():
             shutil.rmtree(run_dir)
-        run_config = runner.RunConfig(task=task_name, agent=agent, num_env_steps=steps, seed=seed,
-                                      eval_every=eval_every, eval_trials=eval_trials,
-                                      agent_config=dataclasses.asdict(config))
-        per_seed.append(runner.train(run_dir, run_config, task, trainer, refs, progress=progress))
+        per_seed.append(runner.run(task_name, agent, overrides, steps, run_dir, seed=seed,
+                                   eval_every=eval_every, eval_trials=eval_trials, progress=progress))
     summary = summarize_runs(per_seed)
     total_steps = sum(s["env_steps"] for s in per_seed)
     total_wall = sum(s["wall_seconds"] for s in per_seed)
@@ -157,7 +149,7 @@ def run(task_name: str, agent: str, *, seeds: int, steps: int, out: pathlib.Path
         "compile_seconds": float(np.mean([s["compile_seconds"] for s in per_seed])),
         "env_steps_per_s": total_steps / total_wall,
         **summary,
-        "config": dataclasses.asdict(config),
+        "config": agents.config_to_json(config),
         "references": {k: refs[k] for k in ("random", "reference")},
         "raw_returns": [s["evaluations"][-1]["returns"] for s in per_seed],
         "eval_trials": eval_trials,

@@ -1,18 +1,19 @@
-"""Agents by id: each is a module with a frozen config class (``Config.for_task``) and
+"""Agents by id: each is a module with a frozen config class and
 ``make_trainer(task, config) -> Trainer``. Modules load lazily (``varibased`` pulls in the
-planner and the belief, ``rl2`` only S5 and PPO)."""
+planner and the belief, ``rl2`` only S5 and PPO). Configurations are composed and addressed
+by dotted paths (:mod:`varibased.inference.configs`)."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-import json
 from typing import Any
 
+from varibased.inference import configs
 from varibased.inference.trainer import Trainer
 from varibased.models.task import Task
 
-__all__ = ["AGENTS", "make_config", "make_trainer", "config_fields"]
+__all__ = ["AGENTS", "make_config", "make_trainer", "config_fields", "config_from_json",
+           "config_to_json", "config_class"]
 
 #: agent id -> (module, config class name)
 AGENTS = {
@@ -29,43 +30,37 @@ def _resolve(agent: str):
     return module, getattr(module, config_name)
 
 
+def config_class(agent: str) -> type:
+    """The configuration class of an agent (``EMConfig``, ``RL2Config``)."""
+    return _resolve(agent)[1]
+
+
 def config_fields(agent: str) -> list[str]:
-    """The configuration fields of an agent (for ``--set`` and error messages)."""
-    _, config_cls = _resolve(agent)
-    return [f.name for f in dataclasses.fields(config_cls)]
-
-
-def config_defaults(agent: str) -> dict[str, Any]:
-    """The class defaults of an agent's configuration fields (JSON-able, as saved in runs)."""
-    _, config_cls = _resolve(agent)
-    defaults = {f.name: f.default for f in dataclasses.fields(config_cls)
-                if f.default is not dataclasses.MISSING}
-    return json.loads(json.dumps(defaults))
+    """The dotted configuration paths of an agent (for ``--set`` and error messages)."""
+    return configs.field_paths(config_class(agent))
 
 
 def make_config(agent: str, task_name: str, overrides: dict[str, Any] | None = None):
-    """The agent's configuration for a task: its per-task defaults with ``overrides``.
+    """The agent's configuration for a task: its per-task defaults with ``overrides`` (dotted
+    paths such as ``belief.kl_weight``, or the flat names of version 1 such as ``kl_weight``).
 
     Raises:
         ValueError: unknown agent, unknown field, or an invalid value (named).
     """
-    _, config_cls = _resolve(agent)
-    overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(config_fields(agent)))
-    if unknown:
-        raise ValueError(
-            f"{config_cls.__name__} has no field(s) {unknown}; fields: {', '.join(config_fields(agent))}"
-        )
-    return config_cls.for_task(task_name, **overrides)
+    return configs.make_config(agent, config_class(agent), task_name, overrides)
 
 
-def make_trainer(agent: str, task: Task, config: Any) -> Trainer:
-    """The :class:`~inference.trainer.Trainer` of ``agent`` on ``task``."""
-    module, _ = _resolve(agent)
-    return module.make_trainer(task, config)
+def config_to_json(config: Any) -> dict[str, Any]:
+    """The nested JSON form of an agent's configuration, as run directories store it."""
+    return configs.to_json(config)
 
 
 def config_from_json(agent: str, saved: dict[str, Any]):
-    """The agent's configuration from its saved JSON form (as run directories store it)."""
-    _, config_cls = _resolve(agent)
-    return config_cls(**saved)
+    """The agent's configuration from its saved JSON form (nested, or the flat version 1)."""
+    return configs.from_json(agent, config_class(agent), saved)
+
+
+def make_trainer(agent: str, task: Task, config: Any) -> Trainer:
+    """The :class:`~varibased.inference.trainer.Trainer` of ``agent`` on ``task``."""
+    module, _ = _resolve(agent)
+    return module.make_trainer(task, config)

@@ -13,7 +13,6 @@ message naming the problem, and never overwrite a run.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import pathlib
@@ -23,7 +22,8 @@ from typing import Any
 __all__ = ["main", "build_parser"]
 
 #: planning-budget flags -> EMConfig fields
-_BUDGET_FLAGS = {"particles": "num_particles", "nested": "num_nested", "depth": "depth"}
+_BUDGET_FLAGS = {"particles": "planner.num_particles", "nested": "planner.num_nested",
+                 "depth": "planner.depth"}
 
 
 class CliError(Exception):
@@ -70,100 +70,33 @@ def _references(task_name: str, trials: int, seed: int = 0) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from varibased.inference import agents, checkpoint, runner
-    from varibased.models import registry
+    from varibased.inference import checkpoint, runner
 
-    _check_task(args.task)
     if args.steps is not None and args.steps < 1:
         raise CliError(f"--steps must be a positive integer, got {args.steps}")
     overrides = {**_parse_sets(args.set), **_budget_overrides(args, args.agent)}
     try:
-        config = agents.make_config(args.agent, args.task, overrides)
-    except (ValueError, TypeError) as error:
-        raise CliError(str(error)) from error
-    steps = args.steps if args.steps is not None else 100_000
-    try:
-        run_config = runner.RunConfig(
-            task=args.task, agent=args.agent, num_env_steps=steps, seed=args.seed,
-            eval_every=args.eval_every if args.eval_every is not None else max(steps // 10, 1),
-            eval_trials=args.eval_trials, checkpoint_every=args.checkpoint_every,
-            agent_config=dataclasses.asdict(config),
-        )
-    except ValueError as error:
-        raise CliError(str(error)) from error
-    out = pathlib.Path(args.out or f"runs/{args.agent}-{args.task}-seed{args.seed}")
-    try:  # the run directory and its checkpoint, before references and compilation
-        runner.check_run_dir(out, run_config, args.resume)
-    except runner.RunError as error:
-        raise CliError(str(error)) from error
-    task = registry.make(args.task)
-    trainer = agents.make_trainer(args.agent, task, config)
-    refs = _references(args.task, args.reference_trials)
-    try:
-        summary = runner.train(out, run_config, task, trainer, refs, resume=args.resume,
-                               progress=not args.quiet)
+        summary = runner.run(args.task, args.agent, overrides, args.steps or 100_000, args.out, args.resume,
+                             seed=args.seed, eval_every=args.eval_every, eval_trials=args.eval_trials,
+                             checkpoint_every=args.checkpoint_every, reference_trials=args.reference_trials,
+                             progress=not args.quiet)
     except (runner.RunError, runner.NonFiniteError, checkpoint.CheckpointError) as error:
         raise CliError(str(error)) from error
     print(f"trained {summary['env_steps']} env steps in {summary['wall_seconds']:.1f} s "
           f"({summary['env_steps_per_s']:.0f} steps/s, compile {summary['compile_seconds']:.1f} s); "
           f"final normalized score {summary['final_normalized_score']:.3f}")
-    print(f"run directory: {out} (config.json, metrics.csv, evaluations.json, checkpoint.npz, "
-          f"learning_curve.png)")
+    print(f"run directory: {summary['run_dir']} (config.json, metrics.csv, evaluations.json, "
+          f"checkpoint.npz, learning_curve.png)")
     return 0
 
 
-def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 20_000,
-                 budget: dict[str, int] | None = None) -> dict[str, Any]:
-    """Evaluate the checkpoint of a run directory greedily on held-out trials.
+def _evaluate(run_dir, **kwargs) -> dict[str, Any]:
+    from varibased.inference import checkpoint, runner
 
-    Args:
-        run_dir: a directory written by ``varibased train``.
-        trials: number of held-out trials.
-        seed: seed of the held-out tasks.
-        budget: planning-budget overrides (``num_particles``, ``num_nested``, ``depth``).
-
-    Returns:
-        ``{"mean_return", "se", "normalized_score", "normalized_score_se", "config"}``.
-    """
-    from varibased.inference import agents, checkpoint, runner
-    from varibased.models import registry
-    from varibased.planning.references import normalized_scores
-
-    saved = runner.load_run(run_dir)
-    agent_config = {**saved["agent_config"], **(budget or {})}
     try:
-        config = agents.make_config(saved["agent"], saved["task"], agent_config)
-    except (ValueError, TypeError) as error:
+        return runner.evaluate_run(run_dir, **kwargs)
+    except (runner.RunError, checkpoint.CheckpointError) as error:
         raise CliError(str(error)) from error
-    ckpt_path = pathlib.Path(run_dir) / runner.CHECKPOINT_FILE
-    try:
-        checkpoint.read_metadata(ckpt_path)  # a missing or foreign file: before any set-up
-    except checkpoint.CheckpointError as error:
-        raise CliError(str(error)) from error
-    task = registry.make(saved["task"], **saved.get("task_config", {}))
-    trainer = agents.make_trainer(saved["agent"], task, config)
-    template = jax_jit_init(trainer)(jax_key(saved["seed"]))
-    try:
-        state, _ = checkpoint.load(ckpt_path, template)
-    except checkpoint.CheckpointError as error:
-        raise CliError(str(error)) from error
-    returns = runner.evaluate_state(task, trainer, state, trials, seed)
-    score, score_se = normalized_scores(returns, _references(saved["task"], 2000))
-    return {"mean_return": float(returns.mean()), "se": float(returns.std(ddof=1) / len(returns) ** 0.5),
-            "normalized_score": score, "normalized_score_se": score_se,
-            "config": dataclasses.asdict(config), "trials": trials}
-
-
-def jax_key(seed: int):
-    import jax
-
-    return jax.random.key(seed)
-
-
-def jax_jit_init(trainer):
-    import jax
-
-    return jax.jit(trainer.init)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -175,8 +108,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         saved = runner.load_run(args.run_dir)
     except runner.RunError as error:
         raise CliError(str(error)) from error
-    result = evaluate_run(args.run_dir, trials=args.trials, seed=args.seed,
-                          budget=_budget_overrides(args, saved["agent"]))
+    result = _evaluate(args.run_dir, trials=args.trials, seed=args.seed,
+                       overrides=_budget_overrides(args, saved["agent"]))
     print(f"{saved['agent']} on {saved['task']}: return {result['mean_return']:.3f} ± {result['se']:.3f}, "
           f"normalized score {result['normalized_score']:.3f} ± {result['normalized_score_se']:.3f} "
           f"({args.trials} held-out trials)")
@@ -224,7 +157,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     code = _cmd_train(train_args)
     if code:
         return code
-    result = evaluate_run(run_dir, trials=512)
+    result = _evaluate(run_dir, trials=512)
     print(f"VariBASeD after {args.steps} env steps: normalized score {result['normalized_score']:.3f} "
           f"± {result['normalized_score_se']:.3f} (random = 0, Bayes-optimal = 1); "
           f"return {result['mean_return']:.3f} vs Bayes-optimal {refs['reference']['mean']:.3f}")

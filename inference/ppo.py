@@ -1,19 +1,11 @@
-"""The pieces of proximal policy optimization (PPO): GAE and the clipped losses.
+"""The pieces of proximal policy optimization (PPO): the clipped losses (and GAE).
 
 Pure functions on arrays, written time-major for one sequence (vmap over sequences at the
 boundary) or over any batch shape where the formula is elementwise. :mod:`inference.rl2`
 wires them into its update.
 
-Generalized advantage estimation (Schulman et al., 2016), with ``d_t = 1`` when the
-sequence terminates after step ``t`` (no bootstrap across it):
-
-.. math::
-
-    \\delta_t = r_t + \\gamma (1 - d_t) V_{t+1} - V_t, \\qquad
-    A_t = \\delta_t + \\gamma \\lambda (1 - d_t) A_{t+1}, \\qquad
-    R_t = A_t + V_t,
-
-with ``V_T`` the bootstrap value after the last step. The clipped objective (Schulman et
+Advantages come from generalized advantage estimation, :func:`varibased.inference.returns.gae`
+(re-exported here). The clipped objective (Schulman et
 al., 2017), to be *minimized*:
 
 .. math::
@@ -36,6 +28,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from varibased.inference.returns import gae
+
 Array = jax.Array
 
 __all__ = [
@@ -48,45 +42,6 @@ __all__ = [
     "LossInfo",
     "ppo_loss",
 ]
-
-
-def gae(
-    rewards: Array,
-    values: Array,
-    dones: Array,
-    last_value: Array,
-    *,
-    gamma: float,
-    gae_lambda: float,
-) -> tuple[Array, Array]:
-    """Generalized advantage estimates and lambda-returns of one sequence.
-
-    Args:
-        rewards: float ``[T]``, ``r_t``.
-        values: float ``[T]``, ``V_t`` (the critic's estimate at the state of step ``t``).
-        dones: ``[T]`` flags, 1 where the sequence terminates after step ``t``.
-        last_value: float scalar, ``V_T`` (ignored when ``dones[-1]`` is set).
-        gamma: discount in ``[0, 1]``.
-        gae_lambda: ``lambda`` in ``[0, 1]``.
-
-    Returns:
-        ``(advantages [T], returns [T])`` in the dtype of ``rewards``, with
-        ``returns = advantages + values`` (the critic's regression targets).
-    """
-    dtype = jnp.result_type(rewards, values)
-    rewards = jnp.asarray(rewards, dtype)
-    values = jnp.asarray(values, dtype)
-    notdone = 1.0 - jnp.asarray(dones, dtype)
-    next_values = jnp.concatenate([values[1:], jnp.asarray(last_value, dtype)[None]])
-    deltas = rewards + gamma * notdone * next_values - values
-
-    def body(advantage, inputs):
-        delta, keep = inputs
-        advantage = delta + gamma * gae_lambda * keep * advantage
-        return advantage, advantage
-
-    _, advantages = jax.lax.scan(body, jnp.zeros((), dtype), (deltas, notdone), reverse=True)
-    return advantages, advantages + values
 
 
 def log_prob(logits: Array, actions: Array) -> Array:

@@ -19,7 +19,7 @@ One training iteration (:func:`make_trainer`, one jitted function of the state):
 
 1. ``num_envs`` environments each run one whole trial of a task from the prior, acting by
    sampling the policy with the S5 in its one-step form (:func:`models.s5.encoder_step`);
-2. GAE on every trial (terminal at its end, :func:`inference.ppo.gae`);
+2. GAE on every trial (terminal at its end, :func:`varibased.inference.returns.gae`);
 3. ``num_epochs`` epochs over ``num_minibatches`` minibatches *of environments*: the S5 is
    re-run over each stored trial from its start in its sequence form
    (:func:`models.s5.encoder_apply`), and one adam step (after global-norm clipping) is taken
@@ -39,10 +39,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from varibased.inference import ppo
+from varibased.inference import configs, ppo
 from varibased.inference.trainer import Trainer
 from varibased.models import s5
 from varibased.models import task as task_lib
+from varibased.models import validation as check
 from varibased.models.agent import Agent, Transition
 from varibased.models.rollout import run_trials
 from varibased.models.task import Task
@@ -71,25 +72,6 @@ __all__ = [
 # Configuration
 # --------------------------------------------------------------------------------------
 
-_INT_FIELDS = (
-    "num_envs",
-    "num_epochs",
-    "num_minibatches",
-    "hidden_size",
-    "state_size",
-    "num_layers",
-    "head_size",
-)
-
-# Per-task defaults (everything else from the dataclass defaults); see RL2Config.for_task.
-_TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "bernoulli_bandit": {"gamma": 1.0, "learning_rate": 3e-3, "entropy_coef": 0.01},
-    # from benchmarks/rl2_sweep.py (400k steps, lr x entropy grid): 0.952 vs 0.693 for 1e-3/0.01
-    "gridworld": {"gamma": 0.95, "learning_rate": 3e-3, "entropy_coef": 0.03},
-    "function_optimization": {"gamma": 0.99, "learning_rate": 1e-3, "entropy_coef": 0.01},
-}
-
-
 @dataclasses.dataclass(frozen=True)
 class RL2Config:
     """Hyperparameters of RL^2 (frozen, validated, hashable).
@@ -106,11 +88,10 @@ class RL2Config:
         value_coef: weight of the value loss.
         max_grad_norm: global gradient-norm clip.
         normalize_advantages: standardize advantages per minibatch.
-        hidden_size: S5 feature size ``H``.
-        state_size: S5 complex states per layer ``P``.
-        num_layers: S5 residual blocks.
+        encoder: the S5 memory (:class:`varibased.models.s5.EncoderConfig`: ``hidden_size``
+            ``H``, ``state_size`` ``P``, ``num_layers``, and ``mode``, the sequence form used
+            in the update; its ``input_dim`` is set from the task).
         head_size: hidden units of the policy and value heads.
-        s5_mode: the S5 sequence form used in the update, ``"sequential"`` or ``"parallel"``.
     """
 
     num_envs: int = 64
@@ -124,65 +105,42 @@ class RL2Config:
     value_coef: float = 0.5
     max_grad_norm: float = 0.5
     normalize_advantages: bool = True
-    hidden_size: int = 64
-    state_size: int = 32
-    num_layers: int = 1
+    encoder: s5.EncoderConfig = dataclasses.field(default_factory=s5.EncoderConfig)
     head_size: int = 64
-    s5_mode: str = "sequential"
 
     def __post_init__(self) -> None:
-        for name in _INT_FIELDS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"RL2Config.{name} must be a positive int, got {value!r}")
+        owner = "RL2Config"
+        if not isinstance(self.encoder, s5.EncoderConfig):
+            raise ValueError(f"RL2Config.encoder must be an EncoderConfig, got {self.encoder!r}")
+        check.set_fields(self, **{name: check.positive_int(owner, name, getattr(self, name))
+                                  for name in ("num_envs", "num_epochs", "num_minibatches", "head_size")})
         if self.num_envs % self.num_minibatches:
             raise ValueError(
                 f"RL2Config.num_minibatches ({self.num_minibatches}) must divide num_envs "
                 f"({self.num_envs}): minibatches are groups of whole environments"
             )
         positive = ("learning_rate", "clip_eps", "max_grad_norm")
-        non_negative = ("entropy_coef", "value_coef")
-        unit = ("gae_lambda", "gamma")
-        for name in positive + non_negative + unit:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
-                raise ValueError(f"RL2Config.{name} must be a number, got {value!r}")
-            if not np.isfinite(value):
-                raise ValueError(f"RL2Config.{name} must be finite, got {value!r}")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"RL2Config.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in non_negative:
-            if getattr(self, name) < 0:
-                raise ValueError(f"RL2Config.{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in unit:
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"RL2Config.{name} must lie in [0, 1], got {getattr(self, name)!r}")
-        if not isinstance(self.normalize_advantages, bool):
-            raise ValueError(
-                f"RL2Config.normalize_advantages must be a bool, got {self.normalize_advantages!r}"
-            )
-        if self.s5_mode not in ("sequential", "parallel"):
-            raise ValueError(f"RL2Config.s5_mode must be 'sequential' or 'parallel', got {self.s5_mode!r}")
+        check.set_fields(
+            self,
+            **{name: check.number(owner, name, getattr(self, name), low=0.0, low_open=True)
+               for name in positive},
+            **{name: check.number(owner, name, getattr(self, name), low=0.0)
+               for name in ("entropy_coef", "value_coef")},
+            **{name: check.number(owner, name, getattr(self, name), low=0.0, high=1.0)
+               for name in ("gae_lambda", "gamma")},
+            normalize_advantages=check.boolean(owner, "normalize_advantages", self.normalize_advantages),
+        )
 
     @classmethod
     def for_task(cls, task_name: str, **overrides: Any) -> RL2Config:
-        """The defaults for a built-in task id (unknown ids get the plain defaults), with
-        ``overrides`` applied (e.g. ``RL2Config.for_task("gridworld", num_envs=16)``)."""
-        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"RL2Config has no field(s) {sorted(unknown)}")
-        return cls(**{**_TASK_DEFAULTS.get(task_name, {}), **overrides})
+        """The defaults for a task id (:data:`varibased.inference.configs.TASK_DEFAULTS`; others
+        get the plain defaults), with ``overrides`` by dotted path or flat alias applied
+        (e.g. ``RL2Config.for_task("gridworld", num_envs=16)``)."""
+        return configs.make_config("rl2", cls, task_name, overrides)
 
 
 def _encoder_config(task: Task, config: RL2Config) -> s5.EncoderConfig:
-    return s5.EncoderConfig(
-        input_dim=input_dim(task),
-        hidden_size=config.hidden_size,
-        state_size=config.state_size,
-        num_layers=config.num_layers,
-        mode=config.s5_mode,
-    )
+    return dataclasses.replace(config.encoder, input_dim=input_dim(task))
 
 
 # --------------------------------------------------------------------------------------
@@ -210,7 +168,7 @@ def network_init(rng_key: Array, task: Task, config: RL2Config) -> dict:
     The last policy layer starts small (scale 0.01) so the initial policy is near uniform.
     """
     k_enc, k_p1, k_p2, k_v1, k_v2 = jax.random.split(rng_key, 5)
-    H, F = config.hidden_size, config.head_size
+    H, F = config.encoder.hidden_size, config.head_size
     return {
         "encoder": s5.encoder_init(k_enc, _encoder_config(task, config)),
         "policy": {"hidden": _dense_init(k_p1, H, F), "out": _dense_init(k_p2, F, task.num_actions, 0.01)},
@@ -408,7 +366,7 @@ def make_iteration(task: Task, config: RL2Config):
     terminal = jnp.zeros((T,), jnp.int32).at[-1].set(1)  # each stored sequence is one whole trial
 
     def loss_fn(params: dict, batch: _Batch) -> tuple[Array, ppo.LossInfo]:
-        logits, values = jax.vmap(lambda u, r: policy_sequence(params, u, r, mode=config.s5_mode))(
+        logits, values = jax.vmap(lambda u, r: policy_sequence(params, u, r, mode=config.encoder.mode))(
             batch.inputs, batch.resets
         )
         advantages = ppo.normalize(batch.advantages) if config.normalize_advantages else batch.advantages

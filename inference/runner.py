@@ -1,14 +1,7 @@
-"""Driving a :class:`~inference.trainer.Trainer`: the evaluation protocol, the run directory,
-checkpoints, resume, fault handling, progress and plots.
-
-A run directory holds::
-
-    config.json          the resolved configuration (task, agent, budget, agent config)
-    metrics.csv          one row per training iteration
-    evaluations.json     every evaluation: env steps, wall-clock, per-trial returns, score
-    checkpoint.npz       the latest good state (atomic; see inference.checkpoint)
-    learning_curve.png   return vs environment steps with the reference lines
-    fault.json           only when training stopped on a non-finite value
+"""Driving a :class:`~varibased.inference.trainer.Trainer`: the evaluation protocol, the
+training loop, checkpoints, resume, fault handling, progress and plots. :func:`run` is the
+one way in (the command line, the notebooks and the benchmarks call it); the run directory
+itself is :mod:`varibased.inference.rundir`.
 
 Evaluation protocol (DESIGN.md, Measures): every ``eval_every`` real environment steps the
 agent acts greedily on ``eval_trials`` held-out trials whose tasks and keys are fixed by
@@ -17,9 +10,6 @@ agent acts greedily on ``eval_trials`` held-out trials whose tasks and keys are 
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import itertools
 import json
 import math
 import pathlib
@@ -30,72 +20,31 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from varibased.inference import agents, checkpoint
+from varibased.inference import agents, checkpoint, configs
+from varibased.inference.rundir import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    CURVE_FILE,
+    EVALUATIONS_FILE,
+    FAULT_FILE,
+    METRICS_FILE,
+    NonFiniteError,
+    RunConfig,
+    RunError,
+    RunLog,
+    check_run_dir,
+    load_run,
+    resume_or_fresh,
+)
 from varibased.inference.trainer import Trainer
+from varibased.models import registry
 from varibased.models.rollout import run_trials
 from varibased.models.task import Task
-from varibased.planning.references import normalized_scores
+from varibased.planning.references import normalized_scores, references
 
-__all__ = ["RunConfig", "RunError", "NonFiniteError", "train", "evaluate_state", "load_run",
-           "check_run_dir", "resume_or_fresh"]
-
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.csv"
-EVALUATIONS_FILE = "evaluations.json"
-CHECKPOINT_FILE = "checkpoint.npz"
-CURVE_FILE = "learning_curve.png"
-FAULT_FILE = "fault.json"
-
-
-class RunError(RuntimeError):
-    """A run cannot start or continue (bad directory, mismatched resume)."""
-
-
-class NonFiniteError(RuntimeError):
-    """Training produced a non-finite loss or parameter; the last good checkpoint is kept."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
-    """What a training run does, besides the agent's own configuration.
-
-    Attributes:
-        task: task id.
-        agent: agent id (``varibased`` or ``rl2``).
-        num_env_steps: budget of real environment steps (the run stops at the first
-            iteration boundary at or past it).
-        seed: training seed.
-        eval_every: evaluate every this many environment steps (0: only at the end).
-        eval_trials: held-out trials per evaluation.
-        eval_seed: seed of the held-out tasks and keys.
-        checkpoint_every: checkpoint every this many iterations (and at the end).
-        agent_config: the agent's resolved configuration (a JSON-able dict).
-        task_config: keyword arguments of the task factory.
-    """
-
-    task: str
-    agent: str
-    num_env_steps: int
-    seed: int = 0
-    eval_every: int = 0
-    eval_trials: int = 512
-    eval_seed: int = 10_000
-    checkpoint_every: int = 10
-    agent_config: dict = dataclasses.field(default_factory=dict)
-    task_config: dict = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for name in ("num_env_steps", "eval_trials", "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.eval_every, int) or self.eval_every < 0:
-            raise ValueError(f"eval_every must be a non-negative integer, got {self.eval_every!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+__all__ = ["run", "train", "evaluate_state", "evaluate_run", "RunConfig", "RunError", "NonFiniteError",
+           "load_run", "check_run_dir", "resume_or_fresh", "CONFIG_FILE", "METRICS_FILE",
+           "EVALUATIONS_FILE", "CHECKPOINT_FILE", "CURVE_FILE", "FAULT_FILE"]
 
 
 def _finite_tree(tree: Any) -> jax.Array:
@@ -110,6 +59,93 @@ def evaluate_state(task: Task, trainer: Trainer, state: Any, num_trials: int, ev
     return np.asarray(returns, np.float64)
 
 
+def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 20_000,
+                 overrides: dict[str, Any] | None = None, reference_trials: int = 2000) -> dict[str, Any]:
+    """Evaluate the checkpoint of a run directory greedily on held-out trials.
+
+    Args:
+        run_dir: a directory written by :func:`run` (``varibased train``).
+        trials: number of held-out trials.
+        seed: seed of the held-out tasks.
+        overrides: agent-config changes by dotted path or flat alias, e.g. a planning budget
+            ``{"planner.num_particles": 64}`` (evaluation-time settings; the parameters stay).
+        reference_trials: trials of the references that normalize the score.
+
+    Returns:
+        ``{"mean_return", "se", "normalized_score", "normalized_score_se", "config", "trials"}``.
+
+    Raises:
+        RunError: not a run, an unreadable config, or bad overrides.
+        checkpoint.CheckpointError: a missing, corrupt or foreign checkpoint.
+    """
+    saved = load_run(run_dir)
+    try:
+        config = agents.config_from_json(saved["agent"], saved["agent_config"])
+        config = configs.replace(config, {configs.canonical_path(saved["agent"], type(config), k): v
+                                          for k, v in (overrides or {}).items()})
+    except (ValueError, TypeError) as error:
+        raise RunError(str(error)) from error
+    ckpt_path = pathlib.Path(run_dir) / CHECKPOINT_FILE
+    checkpoint.read_metadata(ckpt_path)  # a missing or foreign file: before any set-up
+    task = registry.make(saved["task"], **saved.get("task_config", {}))
+    trainer = agents.make_trainer(saved["agent"], task, config)
+    state, _ = checkpoint.load(ckpt_path, jax.jit(trainer.init)(jax.random.key(saved.get("seed", 0))))
+    returns = evaluate_state(task, trainer, state, trials, seed)
+    score, score_se = normalized_scores(returns, references(saved["task"], num_trials=reference_trials))
+    return {"mean_return": float(returns.mean()), "se": float(returns.std(ddof=1) / len(returns) ** 0.5),
+            "normalized_score": score, "normalized_score_se": score_se,
+            "config": agents.config_to_json(config), "trials": trials}
+
+
+def run(task_name: str, agent: str, overrides: dict[str, Any] | None = None, steps: int = 100_000,
+        run_dir: str | pathlib.Path | None = None, resume: bool = False, *, seed: int = 0,
+        eval_every: int | None = None, eval_trials: int = 512, checkpoint_every: int = 10,
+        reference_trials: int = 2000, progress: bool = True) -> dict[str, Any]:
+    """Train ``agent`` on ``task_name`` into a run directory: the one way to train.
+
+    Everything is checked before references are computed or anything is compiled: the task
+    and agent ids, the overrides (dotted paths such as ``belief.kl_weight`` or flat aliases),
+    the run configuration and the directory (another run, or a resume of another config).
+
+    Args:
+        task_name: a registered task id.
+        agent: ``"varibased"`` or ``"rl2"``.
+        overrides: agent-config changes on top of the per-task defaults.
+        steps: budget of real environment steps.
+        run_dir: the run directory (default ``runs/AGENT-TASK-seedS``).
+        resume: continue the run in ``run_dir``.
+        seed: training seed.
+        eval_every: evaluate every this many env steps (default ``steps // 10``; 0: at the end).
+        eval_trials, checkpoint_every, reference_trials, progress: see :class:`RunConfig`.
+
+    Returns:
+        the summary of :func:`train`, with ``"run_dir"``.
+
+    Raises:
+        RunError: a bad input (named) or directory, before any work.
+        NonFiniteError: training went non-finite (the last good checkpoint is kept).
+    """
+    if task_name not in registry.names():
+        raise RunError(f"unknown task {task_name!r}; known tasks: {', '.join(registry.names())}")
+    try:
+        config = agents.make_config(agent, task_name, overrides)
+        run_config = RunConfig(
+            task=task_name, agent=agent, num_env_steps=steps, seed=seed,
+            eval_every=max(steps // 10, 1) if eval_every is None else eval_every,
+            eval_trials=eval_trials, checkpoint_every=checkpoint_every,
+            agent_config=agents.config_to_json(config),
+        )
+    except (ValueError, TypeError) as error:
+        raise RunError(str(error)) from error
+    run_dir = pathlib.Path(run_dir or f"runs/{agent}-{task_name}-seed{seed}")
+    check_run_dir(run_dir, run_config, resume)
+    task = registry.make(task_name)
+    trainer = agents.make_trainer(agent, task, config)
+    refs = references(task_name, num_trials=reference_trials)
+    summary = train(run_dir, run_config, task, trainer, refs, resume=resume, progress=progress)
+    return {**summary, "run_dir": str(run_dir)}
+
+
 def _evaluator(task: Task, trainer: Trainer, num_trials: int, eval_seed: int):
     key = jax.random.key(eval_seed)
 
@@ -117,133 +153,6 @@ def _evaluator(task: Task, trainer: Trainer, num_trials: int, eval_seed: int):
         return run_trials(key, task, trainer.agent(state, True), num_trials).transitions.reward.sum(-1)
 
     return jax.jit(run)
-
-
-class _Log:
-    """metrics.csv and evaluations.json of a run, truncated to the checkpoint on resume."""
-
-    def __init__(self, run_dir: pathlib.Path, resume_iteration: int | None, resume_steps: int | None):
-        self.metrics_path = run_dir / METRICS_FILE
-        self.evaluations_path = run_dir / EVALUATIONS_FILE
-        self.rows: list[dict[str, Any]] = []
-        self.evaluations: list[dict[str, Any]] = []
-        if resume_iteration is not None:
-            if self.metrics_path.exists():
-                with self.metrics_path.open() as handle:
-                    self.rows = [r for r in csv.DictReader(handle) if int(r["iteration"]) <= resume_iteration]
-            if self.evaluations_path.exists():
-                self.evaluations = [e for e in json.loads(self.evaluations_path.read_text())
-                                    if e["env_steps"] <= resume_steps]
-        self._write_metrics()
-        self._write_evaluations()
-
-    def _write_metrics(self) -> None:
-        if not self.rows:
-            self.metrics_path.write_text("")
-            return
-        tmp = self.metrics_path.with_suffix(".tmp")
-        with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(self.rows[0]))
-            writer.writeheader()
-            writer.writerows(self.rows)
-        tmp.replace(self.metrics_path)
-
-    def _write_evaluations(self) -> None:
-        tmp = self.evaluations_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.evaluations))
-        tmp.replace(self.evaluations_path)
-
-    def add_row(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        if len(self.rows) == 1:
-            self._write_metrics()
-        else:
-            with self.metrics_path.open("a", newline="") as handle:
-                csv.DictWriter(handle, fieldnames=list(self.rows[0])).writerow(row)
-
-    def add_evaluation(self, evaluation: dict[str, Any]) -> None:
-        self.evaluations.append(evaluation)
-        self._write_evaluations()
-
-
-def check_run_dir(run_dir: str | pathlib.Path, config: RunConfig, resume: bool) -> None:
-    """Check, before anything is compiled, that ``run_dir`` can hold (or continue) this run.
-
-    Raises:
-        RunError: the directory is a file, holds another run (without ``resume``), has no
-            run or a run of another config (with ``resume``), or its checkpoint is unreadable.
-    """
-    run_dir = pathlib.Path(run_dir)
-    _check_run_dir(run_dir, config, resume)
-    ckpt_path = run_dir / CHECKPOINT_FILE
-    if resume and ckpt_path.exists():
-        try:
-            checkpoint.read_metadata(ckpt_path)
-        except checkpoint.CheckpointError as error:
-            raise RunError(f"cannot resume: {error}") from error
-
-
-def _check_run_dir(run_dir: pathlib.Path, config: RunConfig, resume: bool) -> None:
-    config_path = run_dir / CONFIG_FILE
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunError(f"{run_dir} is a file, not a run directory; choose another --out")
-    if not resume:
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise RunError(
-                f"{run_dir} already holds files (another run?); pass --resume to continue it "
-                "or choose another --out; nothing was overwritten"
-            )
-        return
-    if not config_path.exists():
-        raise RunError(f"cannot resume: {config_path} does not exist")
-    saved = load_run(run_dir)
-    mine = json.loads(json.dumps(config.to_json()))  # as saved: tuples become lists
-    if isinstance(saved.get("agent_config"), dict) and saved.get("agent") == mine["agent"] \
-            and config.agent in agents.AGENTS:
-        # Fields added to the agent's configuration after the run was saved: the run was
-        # trained with their (backward-compatible) defaults, so resume when they still are.
-        defaults = agents.config_defaults(config.agent)
-        added = {k: defaults[k] for k in set(mine["agent_config"]) - set(saved["agent_config"])
-                 if k in defaults}
-        saved = {**saved, "agent_config": {**added, **saved["agent_config"]}}
-    differing = [k for k in mine if k != "num_env_steps" and saved.get(k) != mine[k]]
-    if differing:
-        raise RunError(
-            f"cannot resume {run_dir}: its config differs in {', '.join(differing)} "
-            f"(saved {[saved.get(k) for k in differing]}, now {[mine[k] for k in differing]})"
-        )
-
-
-def resume_or_fresh(run_dir: str | pathlib.Path, config: RunConfig) -> tuple[pathlib.Path, bool]:
-    """Where a notebook-style re-run should train: ``(run_dir, True)`` to continue a run of
-    the same config there, ``(run_dir, False)`` when it is empty or absent, and otherwise a
-    fresh sibling ``run_dir-2``, ``-3``, ... (the other run is never touched)."""
-    base = pathlib.Path(run_dir)
-    for n in itertools.count(1):
-        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
-        if not path.exists() or (path.is_dir() and not any(path.iterdir())):
-            return path, False
-        if (path / CONFIG_FILE).exists():
-            try:
-                check_run_dir(path, config, resume=True)
-            except RunError:
-                continue
-            return path, True
-    raise AssertionError("unreachable")
-
-
-def load_run(run_dir: str | pathlib.Path) -> dict[str, Any]:
-    """The saved config of a run directory (raises :class:`RunError` when absent)."""
-    path = pathlib.Path(run_dir) / CONFIG_FILE
-    if not path.exists():
-        raise RunError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
-    try:
-        saved = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise RunError(f"{path} is corrupt (not JSON: {error})") from error
-    if not isinstance(saved, dict) or not {"task", "agent", "agent_config"} <= set(saved):
-        raise RunError(f"{path} is not a varibased run config (needs task, agent, agent_config)")
-    return saved
 
 
 def train(
@@ -265,7 +174,7 @@ def train(
             ``fault.json`` report are kept).
     """
     run_dir = pathlib.Path(run_dir)
-    _check_run_dir(run_dir, config, resume)
+    check_run_dir(run_dir, config, resume, check_checkpoint=False)
     run_dir.mkdir(parents=True, exist_ok=True)
     state = jax.jit(trainer.init)(jax.random.key(config.seed))
     iteration, env_steps, wall_offset = 0, 0, 0.0
@@ -274,7 +183,7 @@ def train(
         state, meta = checkpoint.load(ckpt_path, state)
         iteration, env_steps, wall_offset = meta["iteration"], meta["env_steps"], meta["wall_seconds"]
     (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2))
-    log = _Log(run_dir, iteration if resume else None, env_steps if resume else None)
+    log = RunLog(run_dir, iteration if resume else None, env_steps if resume else None)
 
     compile_start = time.perf_counter()
     step_fn = jax.jit(trainer.iteration).lower(state).compile()

@@ -27,6 +27,7 @@ import optax
 from numpyro.infer import SVI, TraceMeanField_ELBO
 from numpyro.infer.svi import SVIState
 
+from varibased.models import validation as check
 from varibased.models.belief import BeliefConfig, BeliefModel, BeliefParams, TrialBatch, make_belief_model
 from varibased.models.task import Task
 
@@ -50,13 +51,15 @@ class SVIConfig:
     num_particles: int = 1
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.learning_rate, int | float) and self.learning_rate > 0):
-            raise ValueError(f"SVIConfig.learning_rate must be > 0, got {self.learning_rate!r}")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise ValueError(f"SVIConfig.max_grad_norm must be > 0 or None, got {self.max_grad_norm!r}")
-        if isinstance(self.num_particles, bool) or not isinstance(self.num_particles, int) \
-                or self.num_particles < 1:
-            raise ValueError(f"SVIConfig.num_particles must be a positive int, got {self.num_particles!r}")
+        check.set_fields(
+            self,
+            learning_rate=check.number("SVIConfig", "learning_rate", self.learning_rate, low=0.0,
+                                       low_open=True),
+            num_particles=check.positive_int("SVIConfig", "num_particles", self.num_particles),
+        )
+        if self.max_grad_norm is not None:
+            check.set_fields(self, max_grad_norm=check.number(
+                "SVIConfig", "max_grad_norm", self.max_grad_norm, low=0.0, low_open=True))
 
 
 class BeliefSVI(NamedTuple):

@@ -256,7 +256,8 @@ class EncoderConfig:
     """Size of the S5 encoder.
 
     Attributes:
-        input_dim: size of the per-step input vector.
+        input_dim: size of the per-step input vector (``None`` in an agent's saved config:
+            the trainer sets it from the task).
         hidden_size: ``H``, the feature size.
         state_size: ``P``, complex states per layer.
         num_layers: residual S5 blocks.
@@ -273,7 +274,7 @@ class EncoderConfig:
             embeddings do before its GRU.
     """
 
-    input_dim: int
+    input_dim: int | None = None
     hidden_size: int = 64
     state_size: int = 32
     num_layers: int = 1
@@ -285,6 +286,8 @@ class EncoderConfig:
     def __post_init__(self) -> None:
         for name in ("input_dim", "hidden_size", "state_size", "num_layers"):
             value = getattr(self, name)
+            if name == "input_dim" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"EncoderConfig.{name} must be a positive int, got {value!r}")
         if isinstance(self.input_hidden, bool) or not isinstance(self.input_hidden, int) \

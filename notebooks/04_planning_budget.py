@@ -40,7 +40,7 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-from varibased.inference import agents, checkpoint, runner
+from varibased.inference import agents, checkpoint, configs, runner
 from varibased.models import registry
 from varibased.planning.config import PlannerConfig
 from varibased.planning.model import exact_model
@@ -153,7 +153,7 @@ RUN_DIR, resume = runner.resume_or_fresh(RUN_DIR, run_config)  # another config:
 summary = runner.train(RUN_DIR, run_config, task, trainer, refs,
                        resume=resume, progress=not SMOKE)
 state, _ = checkpoint.load(RUN_DIR / runner.CHECKPOINT_FILE, jax.jit(trainer.init)(jax.random.key(0)))
-print(f"trained {summary['env_steps']} env steps at K = {config.num_particles}: "
+print(f"trained {summary['env_steps']} env steps at K = {config.planner.num_particles}: "
       f"normalized score {summary['final_normalized_score']:.3f}")
 
 
@@ -161,7 +161,8 @@ print(f"trained {summary['env_steps']} env steps at K = {config.num_particles}: 
 def trainer_with_particles(K):
     """The run's trainer at another K (same parameters). Its SVI object must have seen one
     ``init`` before it can read parameters from a state: trace one (no compilation)."""
-    budget_trainer = agents.make_trainer("varibased", task, dataclasses.replace(config, num_particles=K))
+    budget_config = configs.replace(config, {"planner.num_particles": K})
+    budget_trainer = agents.make_trainer("varibased", task, budget_config)
     jax.eval_shape(budget_trainer.init, jax.random.key(0))
     return budget_trainer
 
@@ -180,7 +181,7 @@ for K, selection in itertools.product(LEARNED_PARTICLES, ("argmax", "sample")):
 
 fig, ax = plt.subplots(figsize=(5, 3.6))
 plot_selection(ax, learned, LEARNED_PARTICLES,
-               f"learned model, K_omega = {config.num_nested}, D = {config.depth}")
+               f"learned model, K_omega = {config.planner.num_nested}, D = {config.planner.depth}")
 plt.show()
 
 # %% [markdown]
@@ -197,8 +198,8 @@ plt.show()
 # %%
 enumerated = {}
 for K in LEARNED_PARTICLES:
-    budget_trainer = agents.make_trainer(
-        "varibased", task, dataclasses.replace(config, num_particles=K, outcome="enumerate"))
+    enumerate_config = configs.replace(config, {"planner.num_particles": K, "planner.outcome": "enumerate"})
+    budget_trainer = agents.make_trainer("varibased", task, enumerate_config)
     jax.eval_shape(budget_trainer.init, jax.random.key(0))
     returns = runner.evaluate_state(task, budget_trainer, state, EVAL_TRIALS, run_config.eval_seed)
     enumerated[K] = score(returns)

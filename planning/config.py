@@ -12,7 +12,8 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import math
+
+from varibased.models import validation as check
 
 __all__ = ["PlannerConfig", "RESAMPLING_SCHEMES", "OUTCOMES", "ACTION_SELECTIONS"]
 
@@ -24,17 +25,6 @@ RESAMPLING_SCHEMES = ("systematic", "multinomial", "stratified", "residual")
 OUTCOMES = ("sample", "expected", "enumerate")
 #: How the real action is chosen from the improved policy.
 ACTION_SELECTIONS = ("argmax", "sample")
-
-
-def _positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"PlannerConfig: {name} must be an int >= 1, got {value!r}")
-
-
-def _finite(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"PlannerConfig: {name} must be a finite number, got {value!r}")
-    return float(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,38 +63,24 @@ class PlannerConfig:
     action_selection: str = "argmax"
 
     def __post_init__(self) -> None:
-        _positive_int("num_particles (K)", self.num_particles)
-        _positive_int("num_nested (K_omega)", self.num_nested)
-        _positive_int("depth (D)", self.depth)
-        alpha = _finite("alpha", self.alpha)
-        if alpha <= 0:
-            raise ValueError(f"PlannerConfig: alpha must be > 0, got {self.alpha!r}")
-        gamma = _finite("gamma", self.gamma)
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"PlannerConfig: gamma must be in [0, 1], got {self.gamma!r}")
-        threshold = _finite("ess_threshold", self.ess_threshold)
-        if not 0.0 < threshold <= 1.0:
-            raise ValueError(
-                f"PlannerConfig: ess_threshold must be in (0, 1], got {self.ess_threshold!r}"
-            )
-        for name, value, allowed in (
-            ("resampling", self.resampling, RESAMPLING_SCHEMES),
-            ("outcome", self.outcome, OUTCOMES),
-            ("action_selection", self.action_selection, ACTION_SELECTIONS),
-        ):
-            if value not in allowed:
-                raise ValueError(
-                    f"PlannerConfig: unknown {name} {value!r}; choose one of {', '.join(allowed)}"
-                )
-        if not isinstance(self.belief_update_in_imagination, bool):
-            raise ValueError(
-                "PlannerConfig: belief_update_in_imagination must be a bool, "
-                f"got {self.belief_update_in_imagination!r}"
-            )
-        # Store plain floats so equal configurations hash equally (0.1 vs 1/10 etc.).
-        object.__setattr__(self, "alpha", alpha)
-        object.__setattr__(self, "gamma", gamma)
-        object.__setattr__(self, "ess_threshold", threshold)
+        owner = "PlannerConfig"
+        check.set_fields(
+            self,
+            num_particles=check.positive_int(owner, "num_particles", self.num_particles),
+            num_nested=check.positive_int(owner, "num_nested", self.num_nested),
+            depth=check.positive_int(owner, "depth", self.depth),
+            # Plain floats, so equal configurations hash equally (0.1 vs 1/10 etc.).
+            alpha=check.number(owner, "alpha", self.alpha, low=0.0, low_open=True),
+            gamma=check.number(owner, "gamma", self.gamma, low=0.0, high=1.0),
+            ess_threshold=check.number(owner, "ess_threshold", self.ess_threshold, low=0.0, high=1.0,
+                                       low_open=True),
+            resampling=check.choice(owner, "resampling", self.resampling, RESAMPLING_SCHEMES),
+            outcome=check.choice(owner, "outcome", self.outcome, OUTCOMES),
+            belief_update_in_imagination=check.boolean(owner, "belief_update_in_imagination",
+                                                       self.belief_update_in_imagination),
+            action_selection=check.choice(owner, "action_selection", self.action_selection,
+                                          ACTION_SELECTIONS),
+        )
 
     @property
     def budget(self) -> int:

@@ -51,7 +51,7 @@ def test_iteration_is_traced_once_and_fills_the_replay():
 
 
 @pytest.mark.parametrize("bad, message", [
-    (dict(num_envs=0), "num_envs must be a positive int"),
+    (dict(num_envs=0), r"num_envs must be an int in \[1, "),
     (dict(replay_trials=12), "multiple of num_envs"),
     (dict(batch_trials=32), "must not exceed replay_trials"),
     (dict(num_particles=0), "num_particles"),

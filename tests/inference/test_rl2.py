@@ -40,13 +40,13 @@ def bandit():
         (dict(value_coef="0.5"), "value_coef"),
         (dict(max_grad_norm=0), "max_grad_norm"),
         (dict(state_size=0), "state_size"),
-        (dict(s5_mode="fast"), "s5_mode"),
+        (dict(s5_mode="fast"), "mode must be"),
         (dict(normalize_advantages=1), "normalize_advantages"),
     ],
 )
 def test_bad_config_values_raise(overrides, match):
     with pytest.raises(ValueError, match=match):
-        rl2.RL2Config(**overrides)
+        rl2.RL2Config.for_task("my_task", **overrides)
 
 
 def test_config_for_task_and_hashable(bandit):
@@ -57,7 +57,7 @@ def test_config_for_task_and_hashable(bandit):
     with pytest.raises(ValueError, match="no field"):
         rl2.RL2Config.for_task("gridworld", num_env=16)
     with pytest.raises(ValueError, match="num_iterations"):
-        rl2.make_train(bandit, rl2.RL2Config(**TINY), 0)
+        rl2.make_train(bandit, rl2.RL2Config.for_task("my_task", **TINY), 0)
     with pytest.raises(ValueError, match="RL2Config"):
         rl2.make_trainer(bandit, {"num_envs": 4})
 
@@ -91,7 +91,8 @@ def test_inputs_carry_previous_action_reward_and_done():
 def test_sequence_form_matches_acting(bandit):
     """Re-encoding a stored trial from its start (both S5 sequence forms) gives the acting
     policy's log-probs and values."""
-    config = rl2.RL2Config(**{**TINY, "hidden_size": 16, "state_size": 8, "num_layers": 2})
+    config = rl2.RL2Config.for_task("my_task", **{**TINY, "hidden_size": 16, "state_size": 8,
+                                                  "num_layers": 2})
     params = rl2.network_init(jax.random.key(0), bandit, config)
     agent = rl2.make_agent(bandit, config, params, evaluation=False)
 

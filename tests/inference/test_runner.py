@@ -123,7 +123,7 @@ def test_non_finite_stops_and_keeps_last_good_checkpoint(tmp_path, setup):
 
 
 @pytest.mark.parametrize("bad, message", [
-    (dict(num_env_steps=-5), "num_env_steps must be a positive integer"),
+    (dict(num_env_steps=-5), r"num_env_steps must be an int in \[1, "),
     (dict(eval_trials=0), "eval_trials"),
     (dict(eval_every=-1), "eval_every"),
     (dict(seed=-1), "seed"),
@@ -133,23 +133,33 @@ def test_bad_run_config(bad, message):
         _config(**bad)
 
 
-def test_resume_accepts_fields_added_since_the_run_at_their_defaults(tmp_path):
-    """A run saved before an agent-config field existed (here EMConfig.guide, decoder and
-    factor_rank) resumes when the field is at its default, and is refused otherwise."""
-    from varibased.inference import agents
+def test_resume_accepts_fields_added_since_the_run_at_their_legacy_values(tmp_path):
+    """A run saved before an agent-config field existed (here BeliefConfig.guide, decoder and
+    factor_rank, in the flat form of version 1) resumes when the field is at its legacy value,
+    and is refused otherwise."""
+    from varibased.inference import agents, configs
 
     config = agents.make_config("varibased", "gridworld")
-    run_config = runner.RunConfig(task="gridworld", agent="varibased", num_env_steps=1000, seed=0,
-                                  agent_config=json.loads(json.dumps(config.__dict__)))
-    saved = json.loads(json.dumps(run_config.to_json()))
+    nested = agents.config_to_json(config)
+    flat = {alias: _lookup(nested, path) for alias, path in configs.ALIASES["varibased"].items()}
+    flat.update({k: v for k, v in nested.items() if not isinstance(v, dict)})
     for field in ("guide", "decoder", "factor_rank"):
-        del saved["agent_config"][field]
+        del flat[field]
+    run_config = runner.RunConfig(task="gridworld", agent="varibased", num_env_steps=1000, seed=0,
+                                  agent_config=nested)
+    saved = {**json.loads(json.dumps(run_config.to_json())), "agent_config": flat}
     (tmp_path / runner.CONFIG_FILE).write_text(json.dumps(saved))
     runner.check_run_dir(tmp_path, run_config, resume=True)
-    changed = runner.RunConfig(**{**run_config.__dict__,
-                                  "agent_config": {**run_config.agent_config, "guide": "factors"}})
-    with pytest.raises(runner.RunError, match="differs in agent_config"):
+    changed = runner.RunConfig(**{**run_config.__dict__, "agent_config": agents.config_to_json(
+        configs.replace(config, {"belief.guide": "factors"}))})
+    with pytest.raises(runner.RunError, match=r"differs in agent_config.belief"):
         runner.check_run_dir(tmp_path, changed, resume=True)
+
+
+def _lookup(tree, path):
+    for part in path.split("."):
+        tree = tree[part]
+    return tree
 
 
 def test_resume_or_fresh_never_touches_another_run(tmp_path, setup):

@@ -152,6 +152,6 @@ def test_factor_guide_rejects_windows():
     with pytest.raises(ValueError, match="guide"):
         belief.BeliefConfig(guide="full")
     with pytest.raises(ValueError, match="window"):
-        EMConfig(guide="factors", window=5)
+        EMConfig.for_task("my_task", guide="factors", window=5)
     with pytest.raises(ValueError, match="factor_rank"):
         belief.BeliefConfig(factor_rank=0)
