@@ -48,8 +48,9 @@ import numpy as np
 
 from varibased.inference.svi import SVIConfig, make_belief_svi
 from varibased.inference.trainer import Trainer
-from varibased.models import belief as belief_lib
-from varibased.models.belief import BeliefConfig, TrialBatch
+from varibased.models import history
+from varibased.models.belief import BeliefConfig
+from varibased.models.history import TrialBatch
 from varibased.models.task import Task
 from varibased.planning.agent import Agent
 from varibased.planning.config import PlannerConfig
@@ -286,7 +287,7 @@ def _empty_replay(task: Task, config: EMConfig) -> Replay:
     R, T, A, d = config.replay_trials, task.trial_length, task.num_actions, task.obs_dim
     replay_type, extra = Replay, ()
     if config.window:
-        carry = belief_lib.initial_carry(config.belief_config())
+        carry = history.initial_carry(config.belief_config())
         replay_type = CachedReplay
         extra = (jax.tree.map(lambda c: jnp.zeros((R, T) + c.shape, c.dtype), carry),)
     batch = TrialBatch(
@@ -354,13 +355,13 @@ def make_trainer(task: Task, config: EMConfig) -> Trainer:
         params = svi.get_params(state.svi_state)
         planner = make_planner_agent(learned_model(task, belief_config, params), train_planner)
         trajectory = run_trials(act_key, task, planner, config.num_envs)
-        batch = belief_lib.batch_from_trajectory(task, trajectory)
+        batch = history.batch_from_trajectory(task, trajectory)
         info = trajectory.info
         value_targets = jax.vmap(lambda r, v: lambda_returns(r, v, config.gamma, config.value_lambda))(
             trajectory.transitions.reward, info.value)
         carries = None
         if config.window:  # the S5 states of this iteration's parameters, cached
-            carries = jax.vmap(lambda trial: belief_lib.history_carries(
+            carries = jax.vmap(lambda trial: history.history_carries(
                 params, trial, task, belief_config))(batch)
         replay = _insert(state.replay, batch, info.policy, value_targets, carries)
         idx = jax.random.randint(sample_key, (config.svi_updates, config.batch_trials), 0, replay.size)
@@ -371,7 +372,7 @@ def make_trainer(task: Task, config: EMConfig) -> Trainer:
         if config.window:
             W = config.window
             starts = jax.random.randint(window_key, idx.shape, 0, task.trial_length - W + 1)
-            windows = jax.vmap(lambda b, c, s: belief_lib.make_window(b, c, s, W, task))(
+            windows = jax.vmap(lambda b, c, s: history.make_window(b, c, s, W, task))(
                 batches, jax.tree.map(take, replay.carries), starts)
             cut = jax.vmap(jax.vmap(lambda x, s: jax.lax.dynamic_slice_in_dim(x, s, W, axis=0)))
             policy_targets, value_targets = cut(policy_targets, starts), cut(value_targets, starts)
