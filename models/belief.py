@@ -313,6 +313,8 @@ def _check_arguments(batch, policy_targets, value_targets, window, task: Task,
                      config: BeliefConfig) -> None:
     """Raise on arguments of :func:`model` / :func:`guide` of the wrong type or shape."""
     history.check_batch(task, batch)
+    if batch.rewards is None and not (policy_targets is None and value_targets is None and window is None):
+        raise ValueError("batch.rewards=None (generate) takes no targets nor window: they read the history")
     B, T = batch.actions.shape
     P, A = T, task.num_actions
     if window is not None:
@@ -397,8 +399,10 @@ def guide(batch: TrialBatch, policy_targets: Array | None = None, value_targets:
           task: Task, config: BeliefConfig) -> None:
     """The amortized guide ``q_phi(m_{b,t} | h_t)`` of :func:`model` (same arguments; the
     targets and weights are unused). Site ``m`` ``[B, N]`` x ``[L]`` from the S5 features of
-    every belief, in the family ``config.guide`` (:mod:`models.guides`)."""
+    every belief, in the family ``config.guide`` (:mod:`models.guides`); needs ``batch.rewards``."""
     _check_arguments(batch, policy_targets, value_targets, window, task, config)
+    if batch.rewards is None:
+        raise ValueError("the guide reads the observed history: batch.rewards must be given")
     B = batch.actions.shape[0]
     encoder = _param("encoder", task, config)
     head = _param("belief_head", task, config)

@@ -222,3 +222,8 @@ def test_model_generates_rewards_from_the_decoder(task_name):
     assert site["is_observed"]
     expected = decoder_lib.reward_targets(task, batch.rewards)
     np.testing.assert_array_equal(site["value"], jnp.broadcast_to(expected[:, None], (B, N, T)))
+    pair = belief.make_belief_model(task, config)
+    with pytest.raises(ValueError, match="batch.rewards"):
+        pair.guide(batch._replace(rewards=None))
+    with pytest.raises(ValueError, match="batch.rewards"):
+        pair.model(batch._replace(rewards=None), value_targets=jnp.zeros((B, T)))
