@@ -40,11 +40,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from varibased.inference.svi import SVIConfig, fit, make_belief_svi  # noqa: E402
-from varibased.models import (  # noqa: E402
-    belief,
-    registry,
-    rollout,  # noqa: E402
-)
+from varibased.models import belief, history, registry, rollout  # noqa: E402
+from varibased.models import decoder as decoder_lib  # noqa: E402
 from varibased.models.function_optimization import posterior_marginals  # noqa: E402
 from varibased.planning.reference_agents import posterior_sampling_agent  # noqa: E402
 
@@ -55,7 +52,7 @@ def generate(rng_key, task, num_trials):
     """Trials of the posterior-sampling agent: ``(TrialBatch, Trajectory)``."""
     agent = posterior_sampling_agent(task)
     traj = jax.jit(lambda k: rollout.run_trials(k, task, agent, num_trials))(rng_key)
-    return belief.batch_from_trajectory(task, traj), traj
+    return history.batch_from_trajectory(task, traj), traj
 
 
 def exact_beliefs(task, traj):
@@ -132,7 +129,7 @@ def gridworld(args, key):
     prior = np.asarray(task.belief_init())
     candidates = np.flatnonzero(prior > 0)
     positions = jnp.stack([jnp.asarray(candidates % size), jnp.asarray(candidates // size)], -1)
-    queries = belief.query_inputs(task, positions.astype(jnp.int32), jnp.zeros(len(candidates)))
+    queries = decoder_lib.query_inputs(task, positions.astype(jnp.int32), jnp.zeros(len(candidates)))
     goal_index = int(np.argmax(task.reward_values))
 
     @jax.jit
@@ -171,7 +168,7 @@ def function_optimization(args, key):
     params = trainer.get_params(state)
     N = task.num_actions
     starts = jnp.zeros((N,), jnp.int32)
-    queries = belief.query_inputs(task, starts, jnp.arange(N))
+    queries = decoder_lib.query_inputs(task, starts, jnp.arange(N))
 
     @jax.jit
     def learned(batch):

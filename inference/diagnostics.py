@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from varibased.models import belief as belief_lib
+from varibased.models import decoder as decoder_lib
+from varibased.models import history
 from varibased.models.task import Task
 
 Array = jax.Array
@@ -86,11 +88,11 @@ def learned_belief_to_arviz(rng_key: Array, params: belief_lib.BeliefParams, tra
     """
     _check_draws(num_chains, num_draws)
     labels = _query_coords(queries, query_coords)
-    trial = belief_lib.batch_from_trajectory(task, trajectory)
-    inputs = belief_lib.query_inputs(task, *queries)
+    trial = history.batch_from_trajectory(task, trajectory)
+    inputs = decoder_lib.query_inputs(task, *queries)
     features = belief_lib.trial_features(params, trial, task, config)  # [T+1, H]
     m = belief_lib.sample_beliefs(rng_key, params, features, config, num_chains * num_draws)  # [T+1, S, L]
-    pred = jax.vmap(lambda m_t: belief_lib.predictive_rewards(params, m_t, inputs, task, config))(m)
+    pred = jax.vmap(lambda m_t: decoder_lib.predictive_rewards(params, m_t, inputs, task, config))(m)
 
     def chains(x):  # [T+1, S, ...] -> [chain, draw, T+1, ...]
         x = np.moveaxis(np.asarray(x), 1, 0)

@@ -55,7 +55,7 @@ from varibased.inference.replay import CachedReplay, Replay
 from varibased.inference.returns import lambda_returns
 from varibased.inference.svi import SVIConfig, make_belief_svi
 from varibased.inference.trainer import Trainer
-from varibased.models import belief as belief_lib
+from varibased.models import guides, history
 from varibased.models import validation as check
 from varibased.models.agent import Agent
 from varibased.models.belief import BeliefConfig
@@ -122,9 +122,10 @@ class EMConfig:
             value_lambda=check.number("EMConfig", "value_lambda", self.value_lambda, low=0.0, high=1.0),
             window=check.nonnegative_int("EMConfig", "window", self.window),
         )
-        if self.window and self.belief.guide != "diagonal":
-            raise ValueError(f"EMConfig.window > 0 needs belief.guide='diagonal' (the {self.belief.guide!r} "
-                             "guide sums its factors from the trial's start, which a cached window lacks)")
+        if self.window and not guides.family(self.belief).supports_windows:
+            raise ValueError(f"EMConfig.window > 0 needs a guide that supports windows, e.g. 'diagonal' (the "
+                             f"{self.belief.guide!r} guide sums its factors from the trial's start, which a "
+                             "cached window lacks)")
 
     @classmethod
     def for_task(cls, task_name: str, **overrides: Any) -> EMConfig:
@@ -189,7 +190,7 @@ def make_trainer(task: Task, config: EMConfig) -> Trainer:
 
     def init(rng_key: Array) -> EMState:
         svi_key, rng_key = jax.random.split(rng_key)
-        carry = belief_lib.initial_carry(belief_config) if config.window else None
+        carry = history.initial_carry(belief_config) if config.window else None
         replay = replay_lib.empty(config.replay_trials, task.trial_length, task.num_actions, task.obs_dim,
                                   carry)
         first = lambda x: x[: config.batch_trials]  # noqa: E731
@@ -210,14 +211,14 @@ def make_trainer(task: Task, config: EMConfig) -> Trainer:
         params = svi.get_params(state.svi_state)
         planner = make_planner_agent(learned_model(task, belief_config, params), train_planner)
         trajectory = run_trials(act_key, task, planner, config.num_envs)
-        batch = belief_lib.batch_from_trajectory(task, trajectory)
+        batch = history.batch_from_trajectory(task, trajectory)
         info = trajectory.info
         gamma, lam = config.planner.gamma, config.value_lambda
         value_targets = jax.vmap(lambda r, v: lambda_returns(r, v, gamma, lam))(
             trajectory.transitions.reward, info.value)
         carries = None
         if config.window:  # the S5 states of this iteration's parameters, cached
-            carries = jax.vmap(lambda trial: belief_lib.history_carries(
+            carries = jax.vmap(lambda trial: history.history_carries(
                 params, trial, task, belief_config))(batch)
         replay = replay_lib.insert(state.replay, batch, info.policy, value_targets, carries)
         idx = replay_lib.sample_indices(sample_key, replay, (config.svi_updates, config.batch_trials))
@@ -228,7 +229,7 @@ def make_trainer(task: Task, config: EMConfig) -> Trainer:
         if config.window:
             W = config.window
             starts = jax.random.randint(window_key, idx.shape, 0, task.trial_length - W + 1)
-            windows = jax.vmap(lambda b, c, s: belief_lib.make_window(b, c, s, W, task))(
+            windows = jax.vmap(lambda b, c, s: history.make_window(b, c, s, W, task))(
                 batches, jax.tree.map(take, replay.carries), starts)
             cut = jax.vmap(jax.vmap(lambda x, s: jax.lax.dynamic_slice_in_dim(x, s, W, axis=0)))
             policy_targets, value_targets = cut(policy_targets, starts), cut(value_targets, starts)

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from varibased.models.belief import TrialBatch
+from varibased.models.history import TrialBatch
 
 Array = jax.Array
 
@@ -24,7 +24,7 @@ class Replay(NamedTuple):
     """A ring buffer of whole trials (leading axis ``R``, the capacity).
 
     Attributes:
-        batch: the trials (:class:`varibased.models.belief.TrialBatch`, ``[R, T, ...]``).
+        batch: the trials (:class:`varibased.models.history.TrialBatch`, ``[R, T, ...]``).
         policy_targets: float32 ``[R, T, A]``, the planner's improved policies.
         value_targets: float32 ``[R, T]``, TD(lambda) returns.
         size: int32, trials stored so far (at most ``R``).

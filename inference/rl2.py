@@ -36,12 +36,11 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from varibased.inference import configs, ppo
 from varibased.inference.trainer import Trainer
-from varibased.models import s5
+from varibased.models import networks, s5
 from varibased.models import task as task_lib
 from varibased.models import validation as check
 from varibased.models.agent import Agent, Transition
@@ -67,10 +66,6 @@ __all__ = [
     "make_train",
 ]
 
-
-# --------------------------------------------------------------------------------------
-# Configuration
-# --------------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
 class RL2Config:
@@ -143,23 +138,10 @@ def _encoder_config(task: Task, config: RL2Config) -> s5.EncoderConfig:
     return dataclasses.replace(config.encoder, input_dim=input_dim(task))
 
 
-# --------------------------------------------------------------------------------------
-# The network: S5 memory + policy and value heads
-# --------------------------------------------------------------------------------------
-
 
 def input_dim(task: Task) -> int:
     """Size of the per-step input: ``obs_dim + num_actions + 2`` (reward, done)."""
     return task.obs_dim + task.num_actions + 2
-
-
-def _dense_init(rng_key: Array, n_in: int, n_out: int, scale: float = 1.0) -> dict[str, Array]:
-    w = scale * jax.random.normal(rng_key, (n_in, n_out), jnp.float32) / np.sqrt(n_in)
-    return {"w": w, "b": jnp.zeros((n_out,), jnp.float32)}
-
-
-def _dense(p: dict[str, Array], x: Array) -> Array:
-    return x @ p["w"] + p["b"]
 
 
 def network_init(rng_key: Array, task: Task, config: RL2Config) -> dict:
@@ -171,14 +153,14 @@ def network_init(rng_key: Array, task: Task, config: RL2Config) -> dict:
     H, F = config.encoder.hidden_size, config.head_size
     return {
         "encoder": s5.encoder_init(k_enc, _encoder_config(task, config)),
-        "policy": {"hidden": _dense_init(k_p1, H, F), "out": _dense_init(k_p2, F, task.num_actions, 0.01)},
-        "value": {"hidden": _dense_init(k_v1, H, F), "out": _dense_init(k_v2, F, 1)},
+        "policy": networks.head_init(k_p1, k_p2, H, F, task.num_actions, 0.01),
+        "value": networks.head_init(k_v1, k_v2, H, F, 1),
     }
 
 
 def _heads(params: dict, features: Array) -> tuple[Array, Array]:
-    logits = _dense(params["policy"]["out"], jnp.tanh(_dense(params["policy"]["hidden"], features)))
-    value = _dense(params["value"]["out"], jnp.tanh(_dense(params["value"]["hidden"], features)))[..., 0]
+    logits = networks.head(params["policy"], features, jnp.tanh)
+    value = networks.head(params["value"], features, jnp.tanh)[..., 0]
     return logits, value
 
 
@@ -253,10 +235,6 @@ def policy_sequence(
     return _heads(params, features)
 
 
-# --------------------------------------------------------------------------------------
-# The agent
-# --------------------------------------------------------------------------------------
-
 
 class RL2AgentState(NamedTuple):
     """The agent's state *before* it acts at the current step.
@@ -311,10 +289,6 @@ def make_agent(task: Task, config: RL2Config, params: dict, *, evaluation: bool)
 
     return Agent(init=init, act=act, update=update)
 
-
-# --------------------------------------------------------------------------------------
-# Training
-# --------------------------------------------------------------------------------------
 
 
 class RL2State(NamedTuple):

@@ -28,7 +28,8 @@ from numpyro.infer import SVI, TraceMeanField_ELBO
 from numpyro.infer.svi import SVIState
 
 from varibased.models import validation as check
-from varibased.models.belief import BeliefConfig, BeliefModel, BeliefParams, TrialBatch, make_belief_model
+from varibased.models.belief import BeliefConfig, BeliefModel, BeliefParams, make_belief_model
+from varibased.models.history import TrialBatch
 from varibased.models.task import Task
 
 Array = jax.Array
@@ -69,7 +70,7 @@ class BeliefSVI(NamedTuple):
         init: ``(rng_key, batch, policy_targets=None, value_targets=None) -> SVIState``.
         update: ``(state, batch, policy_targets=None, value_targets=None, policy_weight=1.,
             value_weight=1., window=None) -> (state, loss)``, jitted (``window``: a
-            :class:`~models.belief.Window`, to train on fixed windows from cached S5 states).
+            :class:`~models.history.Window`, to train on fixed windows from cached S5 states).
         update_many: same, with a leading axis ``U`` on ``batch``, the targets and the
             windows (``windows=``): ``U`` updates in one ``lax.scan`` -> ``(state, losses [U])``,
             jitted.

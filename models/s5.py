@@ -41,6 +41,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from varibased.models import networks
+
 Array = jax.Array
 
 __all__ = [
@@ -301,21 +303,6 @@ class EncoderConfig:
             raise ValueError(f"EncoderConfig.mode must be 'sequential' or 'parallel', got {self.mode!r}")
 
 
-def _dense_init(rng_key: Array, n_in: int, n_out: int) -> dict[str, Array]:
-    w = jax.random.normal(rng_key, (n_in, n_out), jnp.float32) / np.sqrt(n_in)
-    return {"w": w, "b": jnp.zeros((n_out,), jnp.float32)}
-
-
-def _dense(p: dict[str, Array], x: Array) -> Array:
-    return x @ p["w"] + p["b"]
-
-
-def _layer_norm(p: dict[str, Array], x: Array) -> Array:
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) * jax.lax.rsqrt(var + 1e-5) * p["scale"] + p["bias"]
-
-
 def encoder_init(rng_key: Array, config: EncoderConfig) -> dict:
     """Parameters of the encoder (a pytree of float32 arrays)."""
     H = config.hidden_size
@@ -324,26 +311,25 @@ def encoder_init(rng_key: Array, config: EncoderConfig) -> dict:
     for i in range(config.num_layers):
         layers.append(
             {
-                "norm": {"scale": jnp.ones((H,), jnp.float32), "bias": jnp.zeros((H,), jnp.float32)},
+                "norm": networks.layer_norm_init(H),
                 "ssm": ssm_init(keys[1 + 2 * i], config.state_size, H,
                                 step_min=config.step_min, step_max=config.step_max),
-                "glu": _dense_init(keys[2 + 2 * i], H, 2 * H),
+                "glu": networks.dense_init(keys[2 + 2 * i], H, 2 * H),
             }
         )
     if config.input_hidden:
         k_hidden, k_out = jax.random.split(keys[0])
-        embed = {"hidden": _dense_init(k_hidden, config.input_dim, config.input_hidden),
-                 "out": _dense_init(k_out, config.input_hidden, H)}
+        embed = networks.head_init(k_hidden, k_out, config.input_dim, config.input_hidden, H)
     else:
-        embed = _dense_init(keys[0], config.input_dim, H)
+        embed = networks.dense_init(keys[0], config.input_dim, H)
     return {"input": embed, "layers": tuple(layers)}
 
 
 def _embed(p: dict, inputs: Array) -> Array:
     """The input embedding: linear, or one GELU hidden layer (``input_hidden > 0``)."""
     if "hidden" in p:
-        return _dense(p["out"], jax.nn.gelu(_dense(p["hidden"], inputs)))
-    return _dense(p, inputs)
+        return networks.head(p, inputs, jax.nn.gelu)
+    return networks.dense(p, inputs)
 
 
 def encoder_initial_carry(config: EncoderConfig) -> tuple[SSMState, ...]:
@@ -352,7 +338,7 @@ def encoder_initial_carry(config: EncoderConfig) -> tuple[SSMState, ...]:
 
 
 def _block_out(layer: dict, x: Array, y: Array) -> Array:
-    z = _dense(layer["glu"], jax.nn.gelu(y))
+    z = networks.dense(layer["glu"], jax.nn.gelu(y))
     a, g = jnp.split(z, 2, axis=-1)
     return x + a * jax.nn.sigmoid(g)
 
@@ -374,7 +360,7 @@ def encoder_step(
     x = _embed(params["input"], inputs)
     new_carry = []
     for layer, state in zip(params["layers"], carry, strict=True):
-        state, y = apply_step(layer["ssm"], state, _layer_norm(layer["norm"], x), reset)
+        state, y = apply_step(layer["ssm"], state, networks.layer_norm(layer["norm"], x), reset)
         x = _block_out(layer, x, y)
         new_carry.append(state)
     return tuple(new_carry), x
@@ -407,7 +393,7 @@ def encoder_apply(
     x = _embed(params["input"], inputs)
     new_carry = []
     for layer, state in zip(params["layers"], carry, strict=True):
-        state, y = apply(layer["ssm"], state, _layer_norm(layer["norm"], x), resets)
+        state, y = apply(layer["ssm"], state, networks.layer_norm(layer["norm"], x), resets)
         x = _block_out(layer, x, y)
         new_carry.append(state)
     return tuple(new_carry), x

@@ -45,6 +45,8 @@ from varibased.inference import agents, checkpoint, runner
 from varibased.inference.diagnostics import exact_trial_beliefs
 from varibased.inference.svi import make_belief_svi
 from varibased.models import belief, registry
+from varibased.models import decoder as decoder_lib
+from varibased.models import history
 from varibased.models.belief import BeliefParams
 from varibased.models.gridworld import ACTION_NAMES, goal_prior_probs
 from varibased.planning.references import references
@@ -144,7 +146,7 @@ size = 5
 prior = goal_prior_probs(size, 2)
 candidates = np.flatnonzero(prior > 0)
 positions = jnp.stack([jnp.asarray(candidates % size), jnp.asarray(candidates // size)], -1).astype(jnp.int32)
-queries = belief.query_inputs(task, positions, jnp.zeros(len(candidates), jnp.int32))
+queries = decoder_lib.query_inputs(task, positions, jnp.zeros(len(candidates), jnp.int32))
 goal_index = int(np.argmax(task.reward_values))
 
 
@@ -157,7 +159,7 @@ def learned_goal_belief(rng_key, trial_batch):
     return hit / hit.sum(-1, keepdims=True)
 
 
-p_learned = np.asarray(learned_goal_belief(jax.random.key(1), belief.batch_from_trajectory(task, trial)))
+p_learned = np.asarray(learned_goal_belief(jax.random.key(1), history.batch_from_trajectory(task, trial)))
 p_exact = np.asarray(exact_trial_beliefs(task, trial))[:, candidates]
 tv = 0.5 * np.abs(p_learned - p_exact).sum(-1)
 print("total variation learned vs exact, per episode:", tv[1:].reshape(4, 15).mean(1).round(3).tolist())

@@ -41,6 +41,8 @@ from varibased.inference import agents, checkpoint, runner
 from varibased.inference.diagnostics import exact_trial_beliefs
 from varibased.inference.svi import make_belief_svi
 from varibased.models import belief, registry
+from varibased.models import decoder as decoder_lib
+from varibased.models import history
 from varibased.models.belief import BeliefParams
 from varibased.models.function_optimization import grid, posterior_marginals
 from varibased.planning import gp_agents, reference_agents
@@ -129,10 +131,10 @@ x = grid(task.num_actions)
 f = np.asarray(trial.task_params["f"])
 actions = np.asarray(trial.transitions.action)
 rewards = np.asarray(trial.transitions.reward)
-queries = belief.query_inputs(task, jnp.zeros(task.num_actions, jnp.int32), jnp.arange(task.num_actions))
+queries = decoder_lib.query_inputs(task, jnp.zeros(task.num_actions, jnp.int32), jnp.arange(task.num_actions))
 learned = np.asarray(jax.jit(lambda key, batch: belief.trial_predictive(
     key, params, batch, queries, task, config.belief_config(), 64))(
-    jax.random.key(1), belief.batch_from_trajectory(task, trial)))  # [T+1, 64, 32]
+    jax.random.key(1), history.batch_from_trajectory(task, trial)))  # [T+1, 64, 32]
 exact_mean, exact_std = map(np.asarray, jax.vmap(posterior_marginals)(exact_trial_beliefs(task, trial)))
 
 shown = [0, 4, 8, 16]

@@ -46,6 +46,8 @@ from varibased.inference.diagnostics import (
 )
 from varibased.inference.svi import SVIConfig, fit, make_belief_svi
 from varibased.models import belief, registry
+from varibased.models import decoder as decoder_lib
+from varibased.models import history
 from varibased.models.function_optimization import lengthscale_log_marginal, posterior_marginals
 from varibased.models.gridworld import goal_prior_probs
 from varibased.planning.config import PlannerConfig
@@ -88,7 +90,7 @@ grid_task = registry.make("gridworld")
 data_key, held_key, fit_key, draw_key = jax.random.split(jax.random.key(0), 4)
 expert = posterior_sampling_agent(grid_task)
 generate = jax.jit(lambda key: run_trials(key, grid_task, expert, TRAIN_TRIALS))
-data = belief.batch_from_trajectory(grid_task, generate(data_key))
+data = history.batch_from_trajectory(grid_task, generate(data_key))
 svi = make_belief_svi(grid_task, BELIEF, SVIConfig(learning_rate=5e-3))
 init_state = jax.jit(svi.init)(fit_key, jax.tree.map(lambda x: x[:BATCH], data))
 svi_state, losses = fit(fit_key, svi, data, num_updates=SVI_UPDATES, batch_size=BATCH,
@@ -166,16 +168,16 @@ plt.show()
 fo_task = registry.make("function_optimization")
 fo_expert = posterior_sampling_agent(fo_task)
 fo_generate = jax.jit(lambda key, n: run_trials(key, fo_task, fo_expert, n), static_argnums=1)
-fo_data = belief.batch_from_trajectory(fo_task, fo_generate(data_key, TRAIN_TRIALS))
+fo_data = history.batch_from_trajectory(fo_task, fo_generate(data_key, TRAIN_TRIALS))
 fo_svi = make_belief_svi(fo_task, FO_BELIEF, SVIConfig(learning_rate=5e-3))
 fo_state, fo_losses = fit(fit_key, fo_svi, fo_data, num_updates=SVI_UPDATES // 3 * 2, batch_size=BATCH)
 fo_params = fo_svi.get_params(fo_state)
 fo_held = fo_generate(held_key, 128)
-fo_queries = belief.query_inputs(fo_task, jnp.zeros(fo_task.num_actions, jnp.int32),
+fo_queries = decoder_lib.query_inputs(fo_task, jnp.zeros(fo_task.num_actions, jnp.int32),
                                  jnp.arange(fo_task.num_actions))
 fo_draws = np.asarray(jax.jit(jax.vmap(lambda k, trial: belief.trial_predictive(
     k, fo_params, trial, fo_queries, fo_task, FO_BELIEF, 256)))(
-    jax.random.split(draw_key, 128), belief.batch_from_trajectory(fo_task, fo_held)))  # [B, T+1, S, 32]
+    jax.random.split(draw_key, 128), history.batch_from_trajectory(fo_task, fo_held)))  # [B, T+1, S, 32]
 fo_mean, fo_sd = fo_draws.mean(2), fo_draws.std(2)
 f_true = np.asarray(fo_held.task_params["f"])[:, None, :]
 coverage = (np.abs(f_true - fo_mean) <= 1.645 * fo_sd).mean((0, 2))

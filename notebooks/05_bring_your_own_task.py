@@ -101,6 +101,7 @@ from varibased.inference.diagnostics import (
 from varibased.inference.plotting import format_reference_table
 from varibased.inference.svi import SVIConfig, fit, make_belief_svi
 from varibased.models import belief, registry
+from varibased.models import history
 from varibased.planning.config import PlannerConfig
 from varibased.planning.model import exact_model
 from varibased.planning.planner_agent import run_planner_trials
@@ -151,7 +152,7 @@ for K in (4, 32):
 belief_config = belief.BeliefConfig(decoder_inputs=("action",), **SMALL)
 expert = posterior_sampling_agent(task)
 generate = jax.jit(lambda key: run_trials(key, task, expert, TRIALS))
-data = belief.batch_from_trajectory(task, generate(jax.random.key(1)))
+data = history.batch_from_trajectory(task, generate(jax.random.key(1)))
 svi = make_belief_svi(task, belief_config, SVIConfig(learning_rate=3e-3))
 init_state = jax.jit(svi.init)(jax.random.key(2), jax.tree.map(lambda x: x[:32], data))
 svi_state, losses = fit(jax.random.key(2), svi, data, num_updates=SVI_UPDATES, batch_size=32,

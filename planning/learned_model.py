@@ -5,8 +5,9 @@ built from the parameters of :mod:`models.belief`:
 
 * node: the S5 carry and features of a history ``h`` (real or imagined), the known task
   state and the trial step ``t``;
-* ``sample_tasks``: ``K_omega`` latents ``m_j ~ q_phi(m | h)`` from the Gaussian head (with
-  ``guide="factors"`` the node also carries the natural parameters summed along its history);
+* ``sample_tasks``: ``K_omega`` latents ``m_j ~ q_phi(m | h)`` from the guide family of
+  :mod:`models.guides` (the node carries the family's incremental state along its history:
+  nothing for the diagonal guide, the summed natural parameters for ``"factors"``);
 * ``simulate``: pick ``j`` uniformly and draw the reward from ``p_theta(r | s, a, s', m_j)``
   (a draw from the ``K_omega``-mixture predictive), or the mixture's mean reward;
 * ``advance``: the known transition (with episode resets) and one S5 step on the imagined
@@ -25,6 +26,8 @@ import jax
 import jax.numpy as jnp
 
 from varibased.models import belief as belief_lib
+from varibased.models import decoder as decoder_lib
+from varibased.models import guides, history
 from varibased.models.agent import Transition
 from varibased.models.belief import BeliefConfig, BeliefParams
 from varibased.models.task import Task
@@ -43,15 +46,16 @@ class LearnedNode(NamedTuple):
         features: float32 ``[H]``, the S5 features of the history.
         state: the known task state at step ``t``.
         t: int32 scalar trial step.
-        natural: ``(precision [L, L], eta [L])`` of the belief for ``guide="factors"`` (the
-            factors of every step of the history, real and imagined); ``()`` otherwise.
+        guide_state: the guide family's incremental state after every step of the history,
+            real and imagined (:attr:`models.guides.GuideFamily.update_state`): ``()`` for the
+            diagonal guide, ``(precision [L, L], eta [L])`` for ``"factors"``.
     """
 
     carry: Any
     features: Array
     state: Any
     t: Array
-    natural: Any = ()
+    guide_state: Any = ()
 
 
 def learned_model(task: Task, config: BeliefConfig, params: BeliefParams) -> PlanningModel:
@@ -63,48 +67,43 @@ def learned_model(task: Task, config: BeliefConfig, params: BeliefParams) -> Pla
     trial_length, episode_length = task.trial_length, task.episode_length
     values = jnp.asarray(task.reward_values, jnp.float32) if task.categorical_rewards else None
 
-    factors = config.guide == "factors"
+    family = guides.family(config)
 
     def encode(carry, obs, action, reward, done, t):
-        x = belief_lib.history_input(obs, action, reward, done, num_actions, t, trial_length)
-        return belief_lib.encoder_step(params, carry, x)
+        x = history.history_input(obs, action, reward, done, num_actions, t, trial_length)
+        return history.encoder_step(params, carry, x)
 
-    def add_factor(natural, features):
-        return belief_lib.natural_step(params, natural, features, config) if factors else ()
+    def add_step(guide_state, features):
+        return family.update_state(params, guide_state, features, config)
 
     def init(rng_key: Array) -> LearnedNode:
         del rng_key
         carry, features, _, _ = belief_lib.prior_belief(params, task, config)
-        natural = add_factor(belief_lib.natural_init(config), features)
-        return LearnedNode(carry, features, task.initial_state(), jnp.zeros((), jnp.int32), natural)
+        guide_state = add_step(family.init_state(config), features)
+        return LearnedNode(carry, features, task.initial_state(), jnp.zeros((), jnp.int32), guide_state)
 
     def update(node: LearnedNode, transition: Transition) -> LearnedNode:
         nxt = transition.next_env_state
         carry, features = encode(node.carry, transition.next_obs, transition.action,
                                  transition.reward, transition.done, nxt.t)
         return LearnedNode(carry, features, nxt.state, jnp.asarray(nxt.t, jnp.int32),
-                           add_factor(node.natural, features))
+                           add_step(node.guide_state, features))
 
     def sample_tasks(rng_key: Array, node: LearnedNode, num: int) -> Array:
-        if factors:
-            mean, scale_tril = belief_lib.natural_to_moments(*node.natural)
-            return mean + jax.random.normal(rng_key, (num,) + mean.shape) @ scale_tril.T
-        mean, log_scale = belief_lib.belief_head(params, node.features)
-        return mean + jnp.exp(log_scale) * jax.random.normal(rng_key, (num,) + mean.shape)
+        return family.sample_state(rng_key, params, node.guide_state, node.features, num)
 
     def simulate(rng_key: Array, node: LearnedNode, action: Array, omegas: Array, expected: bool):
         pick_key, draw_key = jax.random.split(rng_key)
         moved = task.transition(node.state, action)
         queries = (task.observe(node.state)[None], jnp.asarray(action, jnp.int32)[None],
                    task.observe(moved)[None])
-        predictive = belief_lib.predictive_rewards(params, omegas, queries, task, config)[:, 0]
+        predictive = decoder_lib.predictive_rewards(params, omegas, queries, task, config)[:, 0]
         j = jax.random.randint(pick_key, (), 0, omegas.shape[0])
         if values is not None:  # predictive: probabilities [K_omega, num_values]
             sampled = values[jax.random.categorical(draw_key, jnp.log(predictive[j] + 1e-12))]
             mean_reward = (predictive @ values).mean()
         else:  # predictive: means [K_omega]; the decoder's noise scale is shared
-            scale = jnp.exp(jnp.clip(params.decoder["log_scale"], -7.0, 2.0)).reshape(())
-            sampled = predictive[j] + scale * jax.random.normal(draw_key)
+            sampled = predictive[j] + decoder_lib.noise_scale(params) * jax.random.normal(draw_key)
             mean_reward = predictive.mean()
         reward = mean_reward if expected else sampled
         live = node.t < trial_length
@@ -114,7 +113,7 @@ def learned_model(task: Task, config: BeliefConfig, params: BeliefParams) -> Pla
         moved = task.transition(node.state, action)
         queries = (task.observe(node.state)[None], jnp.asarray(action, jnp.int32)[None],
                    task.observe(moved)[None])
-        probs = belief_lib.predictive_rewards(params, omegas, queries, task, config)[:, 0].mean(0)
+        probs = decoder_lib.predictive_rewards(params, omegas, queries, task, config)[:, 0].mean(0)
         return jnp.where(node.t < trial_length, values, 0.0), probs.astype(jnp.float32)
 
     def advance(node: LearnedNode, action: Array, outcome: Array, update_belief: bool) -> LearnedNode:
@@ -125,10 +124,10 @@ def learned_model(task: Task, config: BeliefConfig, params: BeliefParams) -> Pla
         if update_belief:
             carry, features = encode(node.carry, task.observe(state), action, outcome,
                                      done.astype(jnp.int32), t)
-            natural = add_factor(node.natural, features)
+            guide_state = add_step(node.guide_state, features)
         else:
-            carry, features, natural = node.carry, node.features, node.natural
-        nxt = LearnedNode(carry, features, state, t, natural)
+            carry, features, guide_state = node.carry, node.features, node.guide_state
+        nxt = LearnedNode(carry, features, state, t, guide_state)
         live = node.t < trial_length
         return jax.tree.map(lambda n, o: jnp.where(live, n, o), nxt, node)
 

@@ -120,7 +120,7 @@ def test_exact_model_planner_beats_random(task, refs):
 @pytest.fixture(scope="module")
 def trained_belief(task):
     from varibased.inference.svi import SVIConfig, fit, make_belief_svi
-    from varibased.models import belief
+    from varibased.models import belief, history
     from varibased.models.rollout import run_trials
     from varibased.planning.reference_agents import posterior_sampling_agent
 
@@ -128,7 +128,7 @@ def trained_belief(task):
                                  head_hidden=16, input_hidden=16, decoder_inputs=("action",))
     expert = posterior_sampling_agent(task)
     trajectory = jax.jit(lambda k: run_trials(k, task, expert, 128))(jax.random.key(2))
-    data = belief.batch_from_trajectory(task, trajectory)
+    data = history.batch_from_trajectory(task, trajectory)
     svi = make_belief_svi(task, config, SVIConfig(learning_rate=3e-3))
     state, losses = fit(jax.random.key(3), svi, data, num_updates=200, batch_size=32, updates_per_call=50)
     return config, svi.get_params(state), losses, trajectory

@@ -7,7 +7,10 @@ a dependency). Modules stay small enough to read in one go."""
 import ast
 import pathlib
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+MAX_LINES = 450
 PACKAGES = {"models": 0, "planning": 1, "inference": 2}  # package -> layer
 
 
@@ -16,12 +19,24 @@ def _modules() -> dict[str, pathlib.Path]:
             for package in PACKAGES for path in sorted((ROOT / package).glob("*.py"))}
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` except those under ``if TYPE_CHECKING:`` (annotations only, never
+    imported at run time)."""
+    for node in ast.iter_child_nodes(tree):
+        test = node.test if isinstance(node, ast.If) else None
+        if test is not None and ast.unparse(test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            yield from (n for child in node.orelse for n in [child, *_runtime_nodes(child)])
+            continue
+        yield node
+        yield from _runtime_nodes(node)
+
+
 def _imports(path: pathlib.Path) -> set[str]:
-    """The ``varibased.*`` modules a file imports (``from varibased.x import y`` counts ``y``
-    when it is a module)."""
+    """The ``varibased.*`` modules a file imports at run time (``from varibased.x import y``
+    counts ``y`` when it is a module)."""
     modules = _modules()
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _runtime_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.startswith("varibased."))
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("varibased"):
@@ -68,6 +83,13 @@ def test_the_checks_catch_a_violation(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from varibased.inference import runner\n")
     assert "varibased.inference.runner" in _imports(bad)
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_modules_are_small(package):
+    long = {path.name: n for path in (ROOT / package).glob("*.py")
+            if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines in {package}/: {long}"
 
 
 def test_nothing_imports_the_bare_folders():

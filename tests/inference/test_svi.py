@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from varibased.inference.svi import SVIConfig, fit, make_belief_svi, sample_minibatches
-from varibased.models import belief, registry, rollout
+from varibased.models import belief, history, registry, rollout
+from varibased.models import decoder as decoder_lib
 from varibased.models.gridworld import make_gridworld
 from varibased.planning.reference_agents import posterior_sampling_agent
 
@@ -21,7 +22,7 @@ def small_grid():
     task = make_gridworld(size=3, episode_length=4, num_episodes=2, excluded=1)
     agent = posterior_sampling_agent(task)
     traj = jax.jit(lambda k: rollout.run_trials(k, task, agent, 1024))(jax.random.key(0))
-    return task, traj, belief.batch_from_trajectory(task, traj)
+    return task, traj, history.batch_from_trajectory(task, traj)
 
 
 def test_updates_are_jitted_once_and_reduce_the_loss(small_grid):
@@ -64,16 +65,16 @@ def test_goal_found_belief_concentrates_on_it():
     config = belief.BeliefConfig(latent_dim=16, kl_weight=0.01, decoder_inputs=("moved_obs",))
     agent = posterior_sampling_agent(task)
     run = jax.jit(lambda k, n: rollout.run_trials(k, task, agent, n), static_argnums=1)
-    data = belief.batch_from_trajectory(task, run(jax.random.key(0), 4096))
+    data = history.batch_from_trajectory(task, run(jax.random.key(0), 4096))
     trainer = make_belief_svi(task, config, SVIConfig(learning_rate=5e-3))
     state, losses = fit(jax.random.key(4), trainer, data, num_updates=1500, batch_size=64,
                         updates_per_call=50)
     params = trainer.get_params(state)
     held = run(jax.random.key(5), 256)
-    batch = belief.batch_from_trajectory(task, held)
+    batch = history.batch_from_trajectory(task, held)
     candidates = np.flatnonzero(np.asarray(task.belief_init()) > 0)
     positions = jnp.stack([candidates % 5, candidates // 5], -1).astype(jnp.int32)
-    queries = belief.query_inputs(task, positions, jnp.zeros(len(candidates), jnp.int32))
+    queries = decoder_lib.query_inputs(task, positions, jnp.zeros(len(candidates), jnp.int32))
 
     @jax.jit
     def readout(batch):

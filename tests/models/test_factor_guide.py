@@ -10,7 +10,8 @@ import pytest
 
 from varibased.inference.em import EMConfig
 from varibased.inference.svi import SVIConfig, fit, make_belief_svi
-from varibased.models import belief, registry, rollout
+from varibased.models import belief, guides, history, registry, rollout
+from varibased.models import decoder as decoder_lib
 from varibased.models.function_optimization import posterior_marginals
 from varibased.planning.learned_model import learned_model
 from varibased.planning.reference_agents import posterior_sampling_agent, random_agent
@@ -25,7 +26,7 @@ def test_natural_to_moments_inverts_the_precision():
     a = rng.normal(size=(5, 6, 6))
     precision = np.eye(6) + a @ a.transpose(0, 2, 1)
     eta = rng.normal(size=(5, 6))
-    mean, scale_tril = belief.natural_to_moments(jnp.asarray(precision, jnp.float32),
+    mean, scale_tril = guides.natural_to_moments(jnp.asarray(precision, jnp.float32),
                                                  jnp.asarray(eta, jnp.float32))
     cov = np.linalg.inv(precision)
     np.testing.assert_allclose(np.asarray(scale_tril @ jnp.swapaxes(scale_tril, -1, -2)), cov, atol=1e-5)
@@ -37,9 +38,9 @@ def test_natural_to_moments_inverts_the_precision():
 def test_linear_decoder_is_affine_in_m():
     task = registry.make("function_optimization")
     params = belief.init_params(jax.random.key(0), task, CONFIG)
-    queries = belief.query_inputs(task, jnp.zeros((32,), jnp.int32), jnp.arange(32))
+    queries = decoder_lib.query_inputs(task, jnp.zeros((32,), jnp.int32), jnp.arange(32))
     m = jax.random.normal(jax.random.key(1), (3, CONFIG.latent_dim))
-    f = belief.predictive_rewards(params, jnp.concatenate([m, jnp.zeros((1, 4)), m[:1] + m[1:2]]),
+    f = decoder_lib.predictive_rewards(params, jnp.concatenate([m, jnp.zeros((1, 4)), m[:1] + m[1:2]]),
                                   queries, task, CONFIG)
     np.testing.assert_allclose(f[4] - f[3], (f[0] - f[3]) + (f[1] - f[3]), atol=1e-5)
 
@@ -48,7 +49,7 @@ def test_linear_decoder_is_affine_in_m():
 def fo_trials():
     task = registry.make("function_optimization")
     traj = jax.jit(lambda k: rollout.run_trials(k, task, random_agent(task), 4))(jax.random.key(2))
-    return task, traj, belief.batch_from_trajectory(task, traj)
+    return task, traj, history.batch_from_trajectory(task, traj)
 
 
 def test_sequence_beliefs_match_the_planner_and_the_prior_readout(fo_trials):
@@ -68,7 +69,7 @@ def test_sequence_beliefs_match_the_planner_and_the_prior_readout(fo_trials):
     node = model.init(jax.random.key(4))
     for t in range(T):
         node = model.update(node, jax.tree.map(lambda x, t=t: x[0, t], traj.transitions))
-        m_t, tril_t = belief.natural_to_moments(*node.natural)
+        m_t, tril_t = guides.natural_to_moments(*node.guide_state)
         np.testing.assert_allclose(m_t, mean[t + 1], atol=1e-4)
         np.testing.assert_allclose(tril_t, scale_tril[t + 1], atol=1e-4)
     # ... and samples it: the sample moments match the belief.
@@ -80,7 +81,7 @@ def test_sequence_beliefs_match_the_planner_and_the_prior_readout(fo_trials):
     # Imagined steps add factors too.
     child = model.advance(node._replace(t=jnp.asarray(3, jnp.int32)), jnp.asarray(5), jnp.asarray(0.3),
                           True)
-    assert not np.allclose(child.natural[0], node.natural[0])
+    assert not np.allclose(child.guide_state[0], node.guide_state[0])
 
 
 def test_the_exact_gp_posterior_is_in_the_family(fo_trials):
@@ -97,15 +98,15 @@ def test_the_exact_gp_posterior_is_in_the_family(fo_trials):
     assert params.decoder["x_net"][0]["w"].shape == weights.shape
     params = params._replace(decoder={**params.decoder, "x_net": (
         {"w": jnp.asarray(weights, jnp.float32), "b": jnp.zeros((N + 1,), jnp.float32)},)})
-    queries = belief.query_inputs(task, jnp.zeros((N,), jnp.int32), jnp.arange(N))
+    queries = decoder_lib.query_inputs(task, jnp.zeros((N,), jnp.int32), jnp.arange(N))
     actions, rewards = np.asarray(traj.transitions.action[0]), np.asarray(traj.transitions.reward[0])
     u = jnp.asarray(chol[actions] / sigma, jnp.float32)  # [T, L]
     precision = jnp.eye(N) + jnp.cumsum(u[:, :, None] * u[:, None, :], 0)
     eta = jnp.cumsum(u * jnp.asarray(rewards / sigma, jnp.float32)[:, None], 0)
-    mean, scale_tril = belief.natural_to_moments(precision, eta)
+    mean, scale_tril = guides.natural_to_moments(precision, eta)
     # The decoder at the queries is W m: its mean and variance under the belief.
-    w = belief.predictive_rewards(params, jnp.eye(N), queries, task, config) \
-        - belief.predictive_rewards(params, jnp.zeros((1, N)), queries, task, config)
+    w = decoder_lib.predictive_rewards(params, jnp.eye(N), queries, task, config) \
+        - decoder_lib.predictive_rewards(params, jnp.zeros((1, N)), queries, task, config)
     f_mean = mean @ w
     f_sd = jnp.linalg.norm(jnp.einsum("tij,ik->tjk", scale_tril, w), axis=-2)
 
@@ -130,15 +131,15 @@ def test_svi_trains_the_factor_guide_and_calibrates_function_optimization():
                                  guide="factors", decode="past")
     agent = posterior_sampling_agent(task)
     run = jax.jit(lambda k, n: rollout.run_trials(k, task, agent, n), static_argnums=1)
-    data = belief.batch_from_trajectory(task, run(jax.random.key(0), 2048))
+    data = history.batch_from_trajectory(task, run(jax.random.key(0), 2048))
     held_traj = run(jax.random.key(1), 128)
-    held = belief.batch_from_trajectory(task, held_traj)
+    held = history.batch_from_trajectory(task, held_traj)
     trainer = make_belief_svi(task, config, SVIConfig(learning_rate=5e-3))
     state, losses = fit(jax.random.key(2), trainer, data, num_updates=1000, batch_size=64,
                         updates_per_call=50)
     assert losses[-50:].mean() < losses[:50].mean() - 5.0
     params = trainer.get_params(state)
-    queries = belief.query_inputs(task, jnp.zeros((32,), jnp.int32), jnp.arange(32))
+    queries = decoder_lib.query_inputs(task, jnp.zeros((32,), jnp.int32), jnp.arange(32))
     draws = jax.jit(jax.vmap(lambda k, trial: belief.trial_predictive(k, params, trial, queries, task,
                                                                      config, 64)))(
         jax.random.split(jax.random.key(3), 128), held)  # [B, T+1, S, N]

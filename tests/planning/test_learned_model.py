@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from varibased.models import belief as belief_lib
+from varibased.models import history
 from varibased.models.gridworld import make_gridworld
 from varibased.models.rollout import run_trials
 from varibased.planning.learned_model import learned_model
@@ -25,9 +26,9 @@ def test_real_updates_match_the_sequence_encoder():
     task, params, trajectory = _setup()
     model = learned_model(task, CONFIG, params)
     node = model.init(jax.random.key(2))
-    batch = belief_lib.batch_from_trajectory(task, trajectory)
-    inputs = belief_lib.history_inputs(batch, task.num_actions, task.trial_length)
-    _, features = belief_lib.encode_history(params, inputs, CONFIG)
+    batch = history.batch_from_trajectory(task, trajectory)
+    inputs = history.history_inputs(batch, task.num_actions, task.trial_length)
+    _, features = history.encode_history(params, inputs, CONFIG)
     np.testing.assert_allclose(node.features, features[0], atol=1e-5)
     for t in range(task.trial_length):
         node = model.update(node, jax.tree.map(lambda x, t=t: x[t], trajectory.transitions))
