@@ -69,8 +69,10 @@ TASK_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
 #: field loads with this value, never with a (possibly newer) default.
 LEGACY: dict[str, dict[str, Any]] = {
     # Added during version 1 (runs saved before them trained with these behaviours).
-    "BeliefConfig": {"guide": "diagonal", "decoder": "bilinear", "factor_rank": 1},
-    "EMConfig": {"window": 0},
+    "BeliefConfig": {"guide": "diagonal", "decoder": "bilinear", "factor_rank": 1,
+                     # version 2 (issue 14)
+                     "value_transform": "none", "heads_encoder_gradient": 1.0},
+    "EMConfig": {"window": 0, "value_targets": "acting"},
 }
 
 

@@ -55,6 +55,7 @@ from varibased.inference.replay import CachedReplay, Replay
 from varibased.inference.returns import lambda_returns
 from varibased.inference.svi import SVIConfig, make_belief_svi
 from varibased.inference.trainer import Trainer
+from varibased.models import belief as belief_lib
 from varibased.models import guides, history
 from varibased.models import validation as check
 from varibased.models.agent import Agent
@@ -87,6 +88,10 @@ class EMConfig:
         policy_weight: ``w_pi``, weight of the distillation cross-entropy.
         value_weight: ``w_V``, weight of the value regression.
         value_lambda: ``lambda`` of the TD(lambda) value targets.
+        value_targets: what the TD(lambda) targets bootstrap on: ``"acting"``, the planner's
+            value estimates stored when the trial was played (never refreshed), or
+            ``"current"``, the value network at the start of each M-step on the replayed
+            history (a target network refreshed every iteration; not with windows).
         window: 0 (re-encode every trial from its start) or ``W`` in ``[1, trial_length]``:
             train on windows of ``W`` beliefs from cached S5 states (the paper's mode).
     """
@@ -102,6 +107,7 @@ class EMConfig:
     value_weight: float = 1.0
     value_lambda: float = 0.9
     window: int = 0
+    value_targets: str = "acting"
 
     def __post_init__(self) -> None:
         for name, cls in (("belief", BeliefConfig), ("planner", PlannerConfig), ("svi", SVIConfig)):
@@ -122,6 +128,9 @@ class EMConfig:
             value_lambda=check.number("EMConfig", "value_lambda", self.value_lambda, low=0.0, high=1.0),
             window=check.nonnegative_int("EMConfig", "window", self.window),
         )
+        check.choice("EMConfig", "value_targets", self.value_targets, ("acting", "current"))
+        if self.window and self.value_targets != "acting":
+            raise ValueError("EMConfig.value_targets='current' needs window=0 (whole replayed trials)")
         if self.window and not guides.family(self.belief).supports_windows:
             raise ValueError(f"EMConfig.window > 0 needs a guide that supports windows, e.g. 'diagonal' (the "
                              f"{self.belief.guide!r} guide sums its factors from the trial's start, which a "
@@ -171,6 +180,15 @@ def policy_agent(task: Task, config: EMConfig, params: Any, *, evaluation: bool)
         return action.astype(jnp.int32), ()
 
     return Agent(init=lambda rng_key, task_params: model.init(rng_key), act=act, update=model.update)
+
+
+def _current_value_targets(params, batch, task: Task, config: EMConfig) -> Array:
+    """TD(lambda) targets ``[B, T]`` of a batch of trials, bootstrapped on the value network
+    with ``params`` (held fixed: no gradient flows through targets)."""
+    features = history.batch_features(params, batch, None, task, config.belief)[:, : task.trial_length]
+    values = jax.lax.stop_gradient(belief_lib.value(params, features, config.belief))
+    gamma, lam = config.planner.gamma, config.value_lambda
+    return jax.vmap(lambda r, v: lambda_returns(r, v, gamma, lam))(batch.rewards, values)
 
 
 def make_trainer(task: Task, config: EMConfig) -> Trainer:
@@ -225,6 +243,8 @@ def make_trainer(task: Task, config: EMConfig) -> Trainer:
         take = lambda x: x[idx]  # noqa: E731
         batches, policy_targets, value_targets = (jax.tree.map(take, replay.batch),
                                                   take(replay.policy_targets), take(replay.value_targets))
+        if config.value_targets == "current":  # bootstrap on the current value network
+            value_targets = jax.vmap(lambda b: _current_value_targets(params, b, task, config))(batches)
         windows = None
         if config.window:
             W = config.window

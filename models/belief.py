@@ -65,7 +65,9 @@ from numpyro import handlers
 
 from varibased.models import decoder as decoder_lib
 from varibased.models import guides, history, networks, s5
+from varibased.models import validation as check
 from varibased.models.decoder import DECODER_INPUTS
+from varibased.models.heads import head_features, policy_logits, symlog, value
 from varibased.models.history import TrialBatch, Window
 from varibased.models.task import Task, TaskError
 
@@ -97,6 +99,8 @@ __all__ = [
 SITES = ("encoder", "belief_head", "decoder", "policy_head", "value_head")
 #: The forms of the Gaussian guide (see :class:`BeliefConfig` and :mod:`models.guides`).
 GUIDES = tuple(guides.FAMILIES)
+#: how the value head's output maps to returns (see BeliefConfig.value_transform)
+VALUE_TRANSFORMS = ("none", "symlog")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +141,12 @@ class BeliefConfig:
             as in beta-VAEs, at the price of a looser bound).
         step_min, step_max: the S5's initial ZOH step range; small steps remember a whole
             60-step trial (a goal ruled out in episode 1 must stay ruled out in episode 4).
+        value_transform: ``"none"`` (the value head regresses returns) or ``"symlog"`` (it
+            regresses ``symlog(G) = sign(G) log(1 + |G|)`` and :func:`value` reads out
+            ``symexp``: one loss scale for returns in [-6, 56], as DreamerV3 does).
+        heads_encoder_gradient: how much of the policy and value losses' gradient reaches the
+            shared S5 encoder: 1 (all of it), 0 (none: the encoder is trained by the ELBO
+            alone, VariBAD's default) or in between.
     """
 
     latent_dim: int = 5
@@ -155,8 +165,13 @@ class BeliefConfig:
     kl_weight: float = 1.0
     step_min: float = 0.001
     step_max: float = 0.1
+    value_transform: str = "none"
+    heads_encoder_gradient: float = 1.0
 
     def __post_init__(self) -> None:
+        check.choice("BeliefConfig", "value_transform", self.value_transform, VALUE_TRANSFORMS)
+        check.set_fields(self, heads_encoder_gradient=check.number(
+            "BeliefConfig", "heads_encoder_gradient", self.heads_encoder_gradient, low=0.0, high=1.0))
         for name in ("latent_dim", "hidden_size", "state_size", "num_layers", "head_hidden",
                      "factor_rank"):
             value = getattr(self, name)
@@ -223,19 +238,7 @@ def init_params(rng_key: Array, task: Task, config: BeliefConfig) -> BeliefParam
     return BeliefParams(encoder, head, decoder, policy, value_head)
 
 
-def policy_logits(params: BeliefParams, features: Array) -> Array:
-    """Policy logits ``[..., A]`` from encoder features ``[..., H]``."""
-    return networks.head(params.policy_head, features)
-
-
-def value(params: BeliefParams, features: Array) -> Array:
-    """Value ``V(h)`` ``[...]`` from encoder features ``[..., H]``."""
-    return networks.head(params.value_head, features)[..., 0]
-
-
-# --------------------------------------------------------------------------------------
 # Read-outs of the belief (for either guide family).
-# --------------------------------------------------------------------------------------
 
 
 def belief_distribution(params: BeliefParams, features: Array, config: BeliefConfig) -> dist.Distribution:
@@ -299,9 +302,7 @@ def trial_predictive(rng_key: Array, params: BeliefParams, trial: TrialBatch,
     return jax.vmap(lambda m_t: decoder_lib.predictive_rewards(params, m_t, queries, task, config))(m)
 
 
-# --------------------------------------------------------------------------------------
 # The NumPyro model/guide pair.
-# --------------------------------------------------------------------------------------
 
 
 def _param(site: str, task: Task, config: BeliefConfig):
@@ -382,6 +383,7 @@ def model(batch: TrialBatch, policy_targets: Array | None = None, value_targets:
     if window is None:
         features = features[:, :T]
     P = features.shape[1]  # acting steps with targets
+    features = head_features(features, config)
     if policy_targets is not None:
         head = BeliefParams(None, None, None, _param("policy_head", task, config), None)
         log_pi = jax.nn.log_softmax(policy_logits(head, features))
@@ -389,9 +391,11 @@ def model(batch: TrialBatch, policy_targets: Array | None = None, value_targets:
         numpyro.factor("policy", -policy_weight * cross_entropy / (B * P))
     if value_targets is not None:
         head = BeliefParams(None, None, None, None, _param("value_head", task, config))
+        targets = jnp.asarray(value_targets, jnp.float32)
+        if config.value_transform == "symlog":
+            targets = symlog(targets)
         with handlers.scale(scale=value_weight / (B * P)):
-            numpyro.sample("value", dist.Normal(value(head, features), 1.0).to_event(2),
-                           obs=jnp.asarray(value_targets, jnp.float32))
+            numpyro.sample("value", dist.Normal(value(head, features), 1.0).to_event(2), obs=targets)
 
 
 def guide(batch: TrialBatch, policy_targets: Array | None = None, value_targets: Array | None = None,

@@ -136,7 +136,7 @@ def learned_model(task: Task, config: BeliefConfig, params: BeliefParams) -> Pla
 
     def value(node: LearnedNode, omegas: Array) -> Array:
         del omegas
-        v = belief_lib.value(params, node.features)
+        v = belief_lib.value(params, node.features, config)
         return jnp.where(node.t < trial_length, v, 0.0).astype(jnp.float32)
 
     return PlanningModel(
