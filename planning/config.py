@@ -15,7 +15,8 @@ import dataclasses
 
 from varibased.models import validation as check
 
-__all__ = ["PlannerConfig", "RESAMPLING_SCHEMES", "OUTCOMES", "ACTION_SELECTIONS"]
+__all__ = ["PlannerConfig", "RESAMPLING_SCHEMES", "OUTCOMES", "ACTION_SELECTIONS", "ROOT_ACTIONS", "TARGETS",
+           "TEMPERATURES"]
 
 #: Resampling schemes, named as in ``blackjax.smc.resampling``.
 RESAMPLING_SCHEMES = ("systematic", "multinomial", "stratified", "residual")
@@ -25,6 +26,12 @@ RESAMPLING_SCHEMES = ("systematic", "multinomial", "stratified", "residual")
 OUTCOMES = ("sample", "expected", "enumerate")
 #: How the real action is chosen from the improved policy.
 ACTION_SELECTIONS = ("argmax", "sample")
+#: How the particles' first actions are chosen (see PlannerConfig.root_actions).
+ROOT_ACTIONS = ("sample", "stratified")
+#: What the improved policy is built from (see PlannerConfig.target).
+TARGETS = ("marginal", "q")
+#: How the target's temperature is set (see PlannerConfig.temperature).
+TEMPERATURES = ("fixed", "adaptive")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +56,16 @@ class PlannerConfig:
             state but keeps the particle's belief at the root's (an ablation).
         action_selection: ``"argmax"`` (evaluation: the mode of the improved policy, ties
             broken at random) or ``"sample"`` (training: a draw from it).
+        root_actions: ``"sample"`` (first actions drawn from the policy prior) or
+            ``"stratified"`` (every action covered: particle ``i`` takes ``perm[i mod A]`` for
+            a random permutation, so ``K < A`` gives ``K`` distinct actions; the weight is
+            corrected by ``pi(a) / q(a)``, ``q`` the stratified proposal).
+        target: ``"marginal"`` (the weighted marginal of the particles' first actions) or
+            ``"q"`` (``pi_hat(a) ∝ pi(a) exp(Q_hat(a) / eta)`` from every particle's return,
+            :mod:`varibased.planning.targets`).
+        temperature: ``eta`` of the ``"q"`` target: ``"fixed"`` (``alpha``) or
+            ``"adaptive"`` (per call, the smallest with ``KL(pi_hat || pi) <= kl_target``).
+        kl_target: ``epsilon`` of the adaptive temperature, > 0 (nats).
     """
 
     num_particles: int = 64
@@ -61,6 +78,10 @@ class PlannerConfig:
     outcome: str = "sample"
     belief_update_in_imagination: bool = True
     action_selection: str = "argmax"
+    root_actions: str = "sample"
+    target: str = "marginal"
+    temperature: str = "fixed"
+    kl_target: float = 0.5
 
     def __post_init__(self) -> None:
         owner = "PlannerConfig"
@@ -80,6 +101,10 @@ class PlannerConfig:
                                                        self.belief_update_in_imagination),
             action_selection=check.choice(owner, "action_selection", self.action_selection,
                                           ACTION_SELECTIONS),
+            root_actions=check.choice(owner, "root_actions", self.root_actions, ROOT_ACTIONS),
+            target=check.choice(owner, "target", self.target, TARGETS),
+            temperature=check.choice(owner, "temperature", self.temperature, TEMPERATURES),
+            kl_target=check.number(owner, "kl_target", self.kl_target, low=0.0, low_open=True),
         )
 
     @property

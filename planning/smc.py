@@ -66,6 +66,7 @@ import blackjax.smc.resampling as smc_resampling
 import jax
 import jax.numpy as jnp
 
+from varibased.planning import targets
 from varibased.planning.config import PlannerConfig
 from varibased.planning.model import PlanningModel
 
@@ -128,6 +129,9 @@ class SMCInfo(NamedTuple):
         log_normalizer_increment: float32, ``log sum_i W_i^{prev} exp(increment_i)``.
         actions: int32 ``[K]``, the imagined actions of this depth.
         rewards: float32 ``[K]``, the imagined rewards of this depth.
+        first_actions: int32 ``[K]``, each particle's first action after this depth.
+        estimates: float32 ``[K]``, each particle's bootstrapped return after this depth,
+            ``sum_{d' <= d} gamma^{d'-1} r_{d'} + gamma^d V(h_d)``.
     """
 
     ess: Array
@@ -137,6 +141,8 @@ class SMCInfo(NamedTuple):
     log_normalizer_increment: Array
     actions: Array
     rewards: Array
+    first_actions: Array
+    estimates: Array
 
 
 class PlanResult(NamedTuple):
@@ -225,6 +231,16 @@ def build_kernel(model: PlanningModel, config: PlannerConfig) -> Callable:
                          "outcomes (a task with categorical rewards, reward_values); this "
                          "model's rewards are continuous: use 'sample' or 'expected'")
     update_belief = config.belief_update_in_imagination
+    stratified = config.root_actions == "stratified"
+
+    def root_assignment(rng_key: Array) -> tuple[Array, Array]:
+        """Stratified first actions ``[K]`` and the log of their proposal probability."""
+        A = model.num_actions
+        perm = jax.random.permutation(rng_key, A)
+        actions = perm[jnp.arange(num) % A].astype(jnp.int32)
+        counts = jnp.zeros((A,), jnp.float32).at[actions].add(1.0)
+        log_q = jnp.log(counts[actions] / num) if num >= A else jnp.full((num,), -jnp.log(A))
+        return actions, log_q.astype(jnp.float32)
 
     def enumerated(rng_key: Array, node, action: Array, omegas):
         """Every outcome's successor; the weight's target is their expected ``r + gamma V``."""
@@ -240,10 +256,16 @@ def build_kernel(model: PlanningModel, config: PlannerConfig) -> Callable:
         pick = lambda tree: jax.tree.map(lambda x: x[o], tree)  # noqa: E731
         return rewards[o], pick(nodes), pick(nested), values[o], backup
 
-    def mutate(rng_key: Array, particle: Particles, depth: Array):
+    def mutate(rng_key: Array, particle: Particles, depth: Array, root_action: Array, root_log_q: Array):
         action_key, sim_key, nested_key = jax.random.split(rng_key, 3)
         node = particle.node
-        action = jax.random.categorical(action_key, model.policy_logits(node)).astype(jnp.int32)
+        logits = model.policy_logits(node)
+        action = jax.random.categorical(action_key, logits).astype(jnp.int32)
+        correction = jnp.zeros((), jnp.float32)
+        if stratified:  # the root's assigned action, weighted by pi(a) / q(a)
+            at_root = depth == 0
+            action = jnp.where(at_root, root_action, action)
+            correction = jnp.where(at_root, jax.nn.log_softmax(logits)[action] - root_log_q, 0.0)
         if enumerate_outcomes:
             reward, next_node, omegas, value, backup = enumerated(sim_key, node, action, particle.omegas)
         else:
@@ -253,7 +275,7 @@ def build_kernel(model: PlanningModel, config: PlannerConfig) -> Callable:
             value = model.value(next_node, omegas)
             backup = reward + config.gamma * value
         discount = jnp.asarray(config.gamma, jnp.float32) ** depth.astype(jnp.float32)
-        increment = discount * (backup - particle.value) / config.alpha
+        increment = discount * (backup - particle.value) / config.alpha + correction
         moved = Particles(
             node=next_node,
             omegas=omegas,
@@ -275,8 +297,12 @@ def build_kernel(model: PlanningModel, config: PlannerConfig) -> Callable:
         )
         particles = jax.tree.map(lambda x: x[ancestors], state.particles)
         log_weights = jnp.where(do_resample, -jnp.log(num), log_weights)
-        particles, increments, actions, rewards = jax.vmap(mutate, in_axes=(0, 0, None))(
-            jax.random.split(mutate_key, num), particles, state.depth
+        if stratified:
+            root_actions, root_log_q = root_assignment(jax.random.fold_in(mutate_key, 1))
+        else:
+            root_actions, root_log_q = jnp.zeros((num,), jnp.int32), jnp.zeros((num,), jnp.float32)
+        particles, increments, actions, rewards = jax.vmap(mutate, in_axes=(0, 0, None, 0, 0))(
+            jax.random.split(mutate_key, num), particles, state.depth, root_actions, root_log_q
         )
         log_weights = log_weights + increments
         log_normalizer_increment = jax.scipy.special.logsumexp(log_weights)
@@ -288,6 +314,9 @@ def build_kernel(model: PlanningModel, config: PlannerConfig) -> Callable:
             log_normalizer_increment=log_normalizer_increment,
             actions=actions,
             rewards=rewards,
+            first_actions=particles.first_action,
+            estimates=particles.ret + jnp.asarray(config.gamma, jnp.float32) ** (state.depth + 1.0)
+            * particles.value,
         )
         return SMCState(particles, log_weights, state.depth + 1), info
 
@@ -323,8 +352,17 @@ def plan(rng_key: Array, model: PlanningModel, root: Any, config: PlannerConfig)
     weights = jax.nn.softmax(state.log_weights)
     final_discount = jnp.asarray(config.gamma, jnp.float32) ** config.depth
     returns = state.particles.ret + final_discount * state.particles.value
+    if config.target == "q":
+        prior_logits = model.policy_logits(root)
+        value = jnp.sum(weights * returns)  # an untried action's Q: this call's value estimate
+        q = targets.q_estimates(info.first_actions, info.estimates, model.num_actions, value)
+        eta = (targets.adaptive_temperature(prior_logits, q, config.kl_target)
+               if config.temperature == "adaptive" else jnp.float32(config.alpha))
+        policy = targets.tilted_policy(prior_logits, q, eta)
+    else:
+        policy = improved_policy(state, model.num_actions)
     return PlanResult(
-        policy=improved_policy(state, model.num_actions),
+        policy=policy,
         value=jnp.sum(weights * returns),
         log_normalizer=info.log_normalizer_increment.sum(),
         root_value=root_value,
