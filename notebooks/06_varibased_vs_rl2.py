@@ -43,7 +43,9 @@ SMOKE = os.environ.get("VARIBASED_SMOKE") == "1"
 RESULTS = os.environ.get("VARIBASED_RESULTS")
 
 import matplotlib.pyplot as plt
+from figures import Figures  # notebooks/figures.py: save, then show
 import numpy as np
+figures = Figures("06_varibased_vs_rl2" + ("_smoke" if SMOKE else ""))  # PNGs under runs/figures/
 
 # %% [markdown]
 # ## Loading results (any of the layouts above)
@@ -161,7 +163,7 @@ for task_name, by_agent in curves.items():
     axes[1].set_xlabel("wall-clock seconds (with compilation)")
     fig.suptitle(task_name)
     plt.tight_layout()
-    plt.show()
+    figures.show(f"score_{task_name}")
 
 # %% [markdown]
 # ## Steps and seconds to a score level
