@@ -52,7 +52,7 @@ demo: venv
 
 test: venv
 	$(PY) -m ruff check .
-	VARIBASED_SMOKE=1 $(PY) -m pytest -q tests
+	VARIBASED_SMOKE=1 VARIBASED_RUN_PICTURES=curve $(PY) -m pytest -q tests
 	JAX_CHECK_TRACER_LEAKS=1 $(PY) -m pytest -q -m tracer_leaks tests
 	JAX_ENABLE_X64=1 $(PY) -m pytest -q -m x64 tests
 

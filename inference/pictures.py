@@ -10,7 +10,9 @@ Every training run writes, beside ``metrics.csv`` and ``evaluations.json``::
 
 :func:`write_run_pictures` is the one call the training loop makes (at the end, and at
 checkpoints at most once per ``min_interval`` seconds); it never raises: a picture that
-fails is reported with a warning and training goes on. :func:`plot_runs` overlays several
+fails is reported with a warning and training goes on. ``VARIBASED_RUN_PICTURES=curve`` keeps
+only ``learning_curve.png`` (``none``: no picture), e.g. to spare the test suite the
+compilation of the trial of ``trial.png`` in every tiny run. :func:`plot_runs` overlays several
 runs (e.g. VariBASeD and RL^2) on the normalized score against environment steps and
 against wall-clock (``varibased plot RUN [RUN ...] --out FILE.png``).
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import pathlib
 import time
 import warnings
@@ -109,8 +112,11 @@ def write_run_pictures(run_dir: str | pathlib.Path, task: Task, trainer: Any, st
         seed: seed of the held-out trial shown.
 
     Returns:
-        The paths written.
+        The paths written (see ``VARIBASED_RUN_PICTURES`` in the module docstring).
     """
+    which = os.environ.get("VARIBASED_RUN_PICTURES", "all").strip().lower()
+    if which in ("none", "0", "off"):
+        return []
     run_dir = pathlib.Path(run_dir)
     now, key = time.monotonic(), str(run_dir.resolve())
     if not final:
@@ -128,6 +134,8 @@ def write_run_pictures(run_dir: str | pathlib.Path, task: Task, trainer: Any, st
                                                         title=f"{agent_name} on {task.name}")),
             (TRIAL_FILE, lambda: plot_trial(run_dir / TRIAL_FILE, task, trainer, state, seed=seed,
                                             title=f"{agent_name} on {task.name}"))]
+    if which == "curve":
+        jobs = jobs[:1]
     for name, job in jobs:
         try:
             written.append(job())

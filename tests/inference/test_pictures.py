@@ -46,14 +46,34 @@ def _tiny_run(run_dir, agent, task, overrides):
     return run_dir
 
 
+@pytest.fixture(autouse=True)
+def all_pictures(monkeypatch):
+    monkeypatch.setenv("VARIBASED_RUN_PICTURES", "all")  # make test asks the other tests for "curve"
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A VariBASeD run on a 3x3 GridNavi and an RL^2 run on a bandit, one iteration each."""
     base = tmp_path_factory.mktemp("runs")
     grid = make_gridworld(size=3, episode_length=4, num_episodes=2, excluded=1)
     bandit = make_bernoulli_bandit(num_arms=2, horizon=6)
-    return (_tiny_run(base / "varibased-grid", "varibased", grid, TINY_EM),
-            _tiny_run(base / "rl2-bandit", "rl2", bandit, TINY_RL2))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VARIBASED_RUN_PICTURES", "all")
+        return (_tiny_run(base / "varibased-grid", "varibased", grid, TINY_EM),
+                _tiny_run(base / "rl2-bandit", "rl2", bandit, TINY_RL2))
+
+
+def test_run_pictures_can_be_limited_to_the_learning_curve(runs, tmp_path, monkeypatch):
+    grid = make_gridworld(size=3, episode_length=4, num_episodes=2, excluded=1)
+    run_dir = tmp_path / "copy"
+    run_dir.mkdir()
+    for name in ("metrics.csv", "evaluations.json"):
+        (run_dir / name).write_bytes((runs[0] / name).read_bytes())
+    monkeypatch.setenv("VARIBASED_RUN_PICTURES", "curve")
+    assert [p.name for p in pictures.write_run_pictures(run_dir, grid, None, None, REFS)] == [
+        pictures.CURVE_FILE]
+    monkeypatch.setenv("VARIBASED_RUN_PICTURES", "none")
+    assert pictures.write_run_pictures(run_dir, grid, None, None, REFS) == []
 
 
 def test_every_run_directory_holds_the_three_pictures(runs):
