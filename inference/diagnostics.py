@@ -284,4 +284,9 @@ def plot_belief_forest(learned, exact, *, step: int, var_name: str | None = None
                                  dims={name: list(data[name].dims[2:])},
                                  coords={d: data[d].values for d in data[name].dims[2:]})
              for label, data in (("learned", post_l), ("exact", post_e))}
-    return az.plot_forest(trees, var_names=[name], coords=selection, **kwargs)
+    plot = az.plot_forest(trees, var_names=[name], coords=selection, **kwargs)
+    try:  # which colour is which belief
+        plot.add_legend("model")
+    except (KeyError, ValueError, AttributeError, TypeError):  # an arviz-plots without it
+        pass
+    return plot
