@@ -407,8 +407,8 @@ def _plot_grid_trial(task: Task, trial, rewards: np.ndarray, data: dict) -> Any:
         path = np.vstack([before[part][:1], moved[part]])
         offset = np.linspace(-0.15, 0.15, len(path))  # revisits side by side
         ax.plot(path[:, 0] + offset, path[:, 1] + offset, "o-", ms=3, lw=1, color="tab:blue")
-        ax.plot(path[0, 0], path[0, 1], "s", ms=8, color="tab:green", label="start")
-        ax.plot(goal % size, goal // size, "*", ms=16, color="gold", mec="k", label="goal")
+        ax.plot(path[0, 0], path[0, 1], "s", ms=8, color="tab:green")
+        ax.plot(goal % size, goal // size, "*", ms=16, color="gold", mec="k")
         ax.set_xlim(-0.5, size - 0.5)
         ax.set_ylim(-0.5, size - 0.5)
         ax.set_xticks(range(size))
@@ -418,8 +418,8 @@ def _plot_grid_trial(task: Task, trial, rewards: np.ndarray, data: dict) -> Any:
         ax.set_xlabel("x")
         ax.set_title(f"episode {episode + 1}: return {returns[episode]:.1f}", fontsize=9)
     path_axes[0].set_ylabel("y")
-    path_axes[0].legend(fontsize=7, loc="upper right")
-    top.suptitle("path of every episode (small offsets separate revisits)", fontsize=10)
+    top.suptitle("path of every episode (green square: start; star: goal; small offsets separate "
+                 "revisits)", fontsize=10)
     norm = PowerNorm(0.5, vmin=0.0, vmax=1.0)  # one scale for every map; sqrt shows 1/21
     heat_axes = bottom.subplots(len(beliefs), len(shown), squeeze=False)
     image = None
