@@ -122,6 +122,7 @@ else:
     task = registry.make(TASK)
     refs = references(TASK, num_trials=REFERENCE_TRIALS)
     curves = {TASK: {}}
+    run_dirs = []
     for agent_name, (steps, overrides) in BUDGETS.items():
         config = agents.make_config(agent_name, TASK, overrides)
         run_dir = pathlib.Path("runs") / f"06_{agent_name}{'_smoke' if SMOKE else ''}"
@@ -136,6 +137,22 @@ else:
               f"(+ {summary['compile_seconds']:.1f} s compilation), "
               f"final normalized score {summary['final_normalized_score']:.3f}")
         curves[TASK][agent_name] = runs_of(summary["evaluations"])
+        run_dirs.append(run_dir)
+
+# %% [markdown]
+# The same overlay straight from the run directories, as `varibased plot RUN RUN --out FILE.png`
+# draws it (`inference.pictures.plot_runs`); each run directory also holds
+# `learning_curve.png`, `trial.png` (one held-out trial) and `diagnostics.png`.
+
+# %%
+if not RESULTS:
+    from IPython.display import Image, display
+
+    from varibased.inference.pictures import plot_runs
+
+    overlay = plot_runs(run_dirs, figures.directory / "runs_overlay.png")
+    print(f"figure: {overlay}; run directories: {', '.join(map(str, run_dirs))}")
+    display(Image(filename=str(overlay)))
 
 # %% [markdown]
 # ## Score vs environment steps and vs wall-clock
