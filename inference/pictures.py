@@ -288,7 +288,9 @@ def _trial_functions(task: Task, trainer: Any, kind: str):
     (task, trainer) so that pictures at checkpoints do not recompile."""
     from varibased.inference.diagnostics import exact_trial_beliefs
     from varibased.models import belief as belief_lib
-    from varibased.planning.rollout import run_trials
+    from varibased.models import decoder as decoder_lib
+    from varibased.models import history
+    from varibased.models.rollout import run_trials
 
     cache_key = (id(task), id(trainer), kind)
     if cache_key in _cache:
@@ -303,8 +305,8 @@ def _trial_functions(task: Task, trainer: Any, kind: str):
             size = math.isqrt(np.size(jax.tree.leaves(task.belief_init())[0]))
             cells = jnp.arange(size * size)
             states = jnp.stack([cells % size, cells // size], -1).astype(jnp.int32)
-            return belief_lib.query_inputs(task, states, jnp.zeros(size * size, jnp.int32))
-        return belief_lib.query_inputs(task, jnp.zeros(task.num_actions, jnp.int32),
+            return decoder_lib.query_inputs(task, states, jnp.zeros(size * size, jnp.int32))
+        return decoder_lib.query_inputs(task, jnp.zeros(task.num_actions, jnp.int32),
                                        jnp.arange(task.num_actions))
 
     def beliefs(state, trial, rng_key):
@@ -319,7 +321,7 @@ def _trial_functions(task: Task, trainer: Any, kind: str):
         if config is None:
             return out
         params = trainer.params(state)
-        batch = belief_lib.batch_from_trajectory(task, trial)
+        batch = history.batch_from_trajectory(task, trial)
         if kind == "grid":
             probs = belief_lib.trial_predictive(rng_key, params, batch, queries(), task, config, 64)
             hit = probs[..., int(np.argmax(task.reward_values))].mean(1)  # [T+1, cells]
