@@ -5,6 +5,7 @@
     varibased evaluate runs/grid --particles 64 --nested 4 --depth 4 --trials 512
     varibased references --task gridworld --task bernoulli_bandit
     varibased demo                                    # the README's main job, small budget
+    varibased plot runs/a runs/b --out runs/compare.png   # overlay runs (normalized score)
 
 Every input is checked before anything is compiled; errors exit with status 2 and a
 message naming the problem, and never overwrite a run.
@@ -165,6 +166,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plot(args: argparse.Namespace) -> int:
+    """``varibased plot RUN [RUN ...] --out FILE.png``: runs overlaid (inference.pictures)."""
+    from varibased.inference import pictures, runner
+
+    try:
+        out = pictures.plot_runs(args.run_dirs, args.out)
+    except runner.RunError as error:
+        raise CliError(str(error)) from error
+    print(f"wrote {out} ({len(args.run_dirs)} runs: normalized score vs env steps and vs wall-clock)")
+    return 0
+
+
+def _add_plot_command(sub) -> None:
+    plot = sub.add_parser("plot", help="overlay runs: normalized score vs env steps and vs wall-clock")
+    plot.add_argument("run_dirs", nargs="+", metavar="RUN", help="run directories (varibased train --out)")
+    plot.add_argument("--out", required=True, help="the PNG to write, e.g. runs/compare.png")
+    plot.set_defaults(func=_cmd_plot)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="varibased",
@@ -217,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--resume", action="store_true")
     demo.set_defaults(func=_cmd_demo)
+    _add_plot_command(sub)
     return parser
 
 

@@ -13,7 +13,20 @@ of GridNavi, every query point of function optimization, every arm of a bandit):
   under one draw (the learned decoder's mean; the true ``E[r | task]`` for the exact model).
 
 The learned object also holds ``m`` ``(chain, draw, step, latent)``; the exact one holds the
-task's own sample sites (e.g. ``goal`` ``(chain, draw, step)``, ``f`` ``(..., step, f_dim)``).
+task's own sample sites with named dims (:data:`SITE_DIMS`: ``goal`` ``(chain, draw, step)``,
+``f`` ``(..., step, point)``, bandit ``p`` ``(..., step, arm)``; other tasks ``site_dims=``).
+
+Both also hold the trial itself: ``observed_data`` (``action``, ``reward``, dims ``(time,)``, the
+``T`` transitions) and ``constant_data`` (the true task, ``true_<site>``, e.g. ``true_goal``).
+
+**R-hat and ESS.** The "chains" of these objects are i.i.d. draws of a belief split into
+groups, not Markov chains: R-hat is 1 and the ESS is the number of draws up to Monte Carlo
+noise, whatever the belief; they diagnose nothing here (the posterior group's ``note``
+attribute says so). R-hat and ESS are meaningful for MCMC output (e.g. the NUTS gold
+standard of notebook 03).
+
+:func:`plot_belief_forest` draws the learned and the exact belief in one ``az.plot_forest``
+call (the shared predictive variable, aligned query labels and draw counts).
 """
 
 from __future__ import annotations
@@ -31,20 +44,62 @@ from varibased.models.task import Task
 
 Array = jax.Array
 
-__all__ = ["to_arviz", "learned_belief_to_arviz", "exact_belief_to_arviz", "exact_trial_beliefs"]
+__all__ = ["to_arviz", "learned_belief_to_arviz", "exact_belief_to_arviz", "exact_trial_beliefs",
+           "plot_belief_forest", "SITE_DIMS", "IID_NOTE"]
+
+#: Names of the dims of the built-in tasks' sample sites after ``(chain, draw, step)``.
+SITE_DIMS: dict[str, tuple[str, ...]] = {"goal": (), "f": ("point",), "p": ("arm",)}
+
+#: Where R-hat or ESS of these objects is shown: their chains are independent draws.
+IID_NOTE = ("chains are i.i.d. draws of the belief split into groups, not MCMC chains: "
+            "R-hat ~ 1 and ESS ~ the number of draws by construction; they diagnose nothing here")
 
 
 def to_arviz(posterior: dict[str, Any], dims: dict[str, list[str]] | None = None,
-             coords: dict[str, Any] | None = None):
-    """``az.from_dict({"posterior": posterior}, dims=..., coords=...)`` with numpy arrays.
+             coords: dict[str, Any] | None = None, *, observed_data: dict[str, Any] | None = None,
+             constant_data: dict[str, Any] | None = None):
+    """``az.from_dict({"posterior": posterior, ...}, dims=..., coords=...)`` with numpy arrays.
 
     Args:
         posterior: name -> array ``[chain, draw, ...]``.
+        dims, coords: as ``az.from_dict`` (one ``dims`` table for every group, so a name
+            means one variable).
+        observed_data, constant_data: optional groups, name -> array (no chain, draw).
     """
     import arviz as az
 
-    data = {name: np.asarray(value) for name, value in posterior.items()}
-    return az.from_dict({"posterior": data}, dims=dims, coords=coords)
+    groups = {"posterior": posterior, "observed_data": observed_data, "constant_data": constant_data}
+    data = {group: {name: np.asarray(value) for name, value in values.items()}
+            for group, values in groups.items() if values}
+    return az.from_dict(data, dims=dims, coords=coords)
+
+
+def _site_dims(site: str, ndim: int, site_dims: dict[str, tuple[str, ...]] | None) -> list[str]:
+    """Dims of a task site's value after the leading ones: named where known."""
+    names = {**SITE_DIMS, **(site_dims or {})}.get(site)
+    if names is not None and len(names) == ndim:
+        return list(names)
+    return [f"{site}_dim_{i}" for i in range(ndim)]
+
+
+def _trial_groups(trajectory, site_dims=None) -> tuple[dict, dict, dict]:
+    """``observed_data`` (actions, rewards), ``constant_data`` (the true task) and their dims."""
+    tr = trajectory.transitions
+    observed = {"action": np.asarray(tr.action), "reward": np.asarray(tr.reward)}
+    dims = {"action": ["time"], "reward": ["time"]}
+    constant = {}
+    if isinstance(trajectory.task_params, dict):
+        for site, value in trajectory.task_params.items():
+            value = np.asarray(value)
+            constant[f"true_{site}"] = value
+            dims[f"true_{site}"] = _site_dims(site, value.ndim, site_dims)
+    return observed, constant, dims
+
+
+def _finish(tree):
+    """Mark a belief object's posterior group with :data:`IID_NOTE`."""
+    tree["posterior"].attrs["note"] = IID_NOTE
+    return tree
 
 
 def _check_draws(num_chains: int, num_draws: int) -> None:
@@ -103,7 +158,9 @@ def learned_belief_to_arviz(rng_key: Array, params: belief_lib.BeliefParams, tra
               "query": labels}
     dims = {"m": ["step", "latent"]}
     _reward_coords(task, coords, dims, name, ("step",))
-    return to_arviz({"m": chains(m), name: chains(pred)}, dims=dims, coords=coords)
+    observed, constant, trial_dims = _trial_groups(trajectory)
+    return _finish(to_arviz({"m": chains(m), name: chains(pred)}, dims={**dims, **trial_dims},
+                            coords=coords, observed_data=observed, constant_data=constant))
 
 
 def exact_trial_beliefs(task: Task, trajectory) -> Any:
@@ -127,12 +184,18 @@ def _mean_reward(task: Task, distribution) -> Array:
 
 
 def exact_belief_to_arviz(rng_key: Array, task: Task, trajectory, *, queries,
-                          num_draws: int = 100, num_chains: int = 1, query_coords=None):
+                          num_draws: int = 100, num_chains: int = 1, query_coords=None,
+                          site_dims: dict[str, tuple[str, ...]] | None = None):
     """The exact posterior at every step of ONE trial, in the same form as
     :func:`learned_belief_to_arviz` (draws of ``task.belief_sample``).
 
+    Args:
+        site_dims: names of the dims of the task's sample sites after ``step`` (default
+            :data:`SITE_DIMS`, e.g. ``{"f": ("point",)}``); unnamed ones get ``<site>_dim_<i>``.
+
     Returns:
-        ``DataTree`` with the task's sample sites and ``reward_probs`` / ``reward_mean``.
+        ``DataTree`` with ``posterior`` (the task's sample sites and ``reward_probs`` /
+        ``reward_mean``), ``observed_data`` and ``constant_data`` (see the module docstring).
     """
     _check_draws(num_chains, num_draws)
     task.require("belief_init", "belief_update", "belief_sample")
@@ -163,5 +226,67 @@ def exact_belief_to_arviz(rng_key: Array, task: Task, trajectory, *, queries,
         for site, value in draws.items():
             value = chains(value)
             posterior[site] = value
-            dims[site] = ["step"] + [f"{site}_dim_{i}" for i in range(value.ndim - 3)]
-    return to_arviz(posterior, dims=dims, coords=coords)
+            dims[site] = ["step"] + _site_dims(site, value.ndim - 3, site_dims)
+    observed, constant, trial_dims = _trial_groups(trajectory, site_dims)
+    return _finish(to_arviz(posterior, dims={**dims, **trial_dims}, coords=coords,
+                            observed_data=observed, constant_data=constant))
+
+
+def plot_belief_forest(learned, exact, *, step: int, var_name: str | None = None,
+                       coords: dict[str, Any] | None = None, **kwargs):
+    """The learned and the exact belief at ``step`` in one ``az.plot_forest`` call.
+
+    The two objects are made comparable first: only a predictive variable both hold is
+    plotted (``reward_probs`` at the largest reward value, or ``reward_mean``); query labels
+    left at their default ``0..Q-1`` in one object take the other's labels (labels that
+    differ otherwise raise); both keep the same number of draws per chain (the smaller).
+
+    Args:
+        learned, exact: from :func:`learned_belief_to_arviz` and :func:`exact_belief_to_arviz`.
+        step: the step ``t`` of the trial to show.
+        var_name: the variable (default: the shared predictive one).
+        coords: extra selections, e.g. ``{"query": [3, 7]}``.
+        **kwargs: passed to ``az.plot_forest`` (default ``combined=True``).
+
+    Returns:
+        The arviz-plots ``PlotCollection``.
+
+    Raises:
+        ValueError: the variable is not in both, or the query labels disagree.
+    """
+    import arviz as az
+
+    post_l, post_e = learned["posterior"], exact["posterior"]
+    shared = [v for v in ("reward_probs", "reward_mean") if v in post_l and v in post_e]
+    name = var_name or (shared[0] if shared else None)
+    if name is None or name not in post_l or name not in post_e:
+        raise ValueError(
+            f"{name!r} is not in both beliefs (learned: {sorted(post_l.data_vars)}, exact: "
+            f"{sorted(post_e.data_vars)}); compare a variable both hold, e.g. {shared}")
+    post_l, post_e = post_l.to_dataset()[[name]], post_e.to_dataset()[[name]]
+    if "query" in post_l.dims and not np.array_equal(post_l["query"].values, post_e["query"].values):
+        default = np.arange(post_l.sizes["query"])
+        if post_l.sizes["query"] != post_e.sizes["query"]:
+            raise ValueError("the beliefs were read at different numbers of queries")
+        if np.array_equal(post_e["query"].values, default):
+            post_e = post_e.assign_coords(query=post_l["query"].values)
+        elif np.array_equal(post_l["query"].values, default):
+            post_l = post_l.assign_coords(query=post_e["query"].values)
+        else:
+            raise ValueError("the beliefs' query labels differ; pass the same query_coords to both")
+    draws = min(post_l.sizes["draw"], post_e.sizes["draw"])
+    post_l, post_e = post_l.isel(draw=slice(draws)), post_e.isel(draw=slice(draws))
+    selection = {"step": step, **(coords or {})}
+    if "reward" in post_l.dims and "reward" not in selection:
+        selection["reward"] = float(post_l["reward"].values.max())
+    kwargs.setdefault("combined", True)
+    trees = {label: az.from_dict({"posterior": {name: data[name].values}},
+                                 dims={name: list(data[name].dims[2:])},
+                                 coords={d: data[d].values for d in data[name].dims[2:]})
+             for label, data in (("learned", post_l), ("exact", post_e))}
+    plot = az.plot_forest(trees, var_names=[name], coords=selection, **kwargs)
+    try:  # which colour is which belief
+        plot.add_legend("model")
+    except (KeyError, ValueError, AttributeError, TypeError):  # an arviz-plots without it
+        pass
+    return plot

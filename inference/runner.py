@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from varibased.inference import agents, checkpoint, configs
+from varibased.inference import agents, checkpoint, configs, pictures
 from varibased.inference.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -244,6 +244,8 @@ def train(
                 last_score = run_evaluation(state, env_steps, wall)
             if iteration % config.checkpoint_every == 0:
                 save(state, iteration, env_steps, wall)
+                pictures.write_run_pictures(run_dir, task, trainer, state, refs,
+                                            agent_name=config.agent, final=False)
             bar.update(1)
             bar.set_postfix(steps=env_steps, ret=f"{metrics.get('return', float('nan')):.2f}",
                             loss=f"{metrics.get('loss', float('nan')):.3g}",
@@ -260,7 +262,7 @@ def train(
         "env_steps_per_s": env_steps / wall if wall > 0 else float("nan"),
         "final_normalized_score": final_score, "evaluations": log.evaluations,
     }
-    plot_learning_curve(run_dir, log.evaluations, refs, task.name, config.agent)
+    pictures.write_run_pictures(run_dir, task, trainer, state, refs, agent_name=config.agent)
     return summary
 
 

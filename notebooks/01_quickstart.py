@@ -39,6 +39,8 @@ SMOKE = os.environ.get("VARIBASED_SMOKE") == "1"
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
+from matplotlib.colors import PowerNorm
+from figures import Figures  # notebooks/figures.py: save, then show
 import numpy as np
 
 from varibased.inference import agents, checkpoint, runner
@@ -51,6 +53,7 @@ from varibased.models.belief import BeliefParams
 from varibased.models.gridworld import ACTION_NAMES, goal_prior_probs
 from varibased.planning.references import references
 from varibased.models.rollout import run_trials
+figures = Figures("01_quickstart" + ("_smoke" if SMOKE else ""))  # PNGs under runs/figures/
 
 TASK = "gridworld"
 SEED = 0
@@ -94,6 +97,9 @@ print(f"{summary['env_steps']} env steps in {summary['wall_seconds']:.1f} s "
 #
 # Return per trial of the greedy agent on held-out trials, with the references computed by
 # `planning.references.references` (exact Bayes-optimal value by dynamic programming).
+# The run directory holds the same curve as `learning_curve.png`, beside `trial.png` (one
+# held-out trial: paths and beliefs, as below) and `diagnostics.png` (loss terms, planner
+# ESS, target entropy, value estimate vs return): see `varibased.inference.pictures`.
 
 # %%
 evaluations = summary["evaluations"]
@@ -102,7 +108,7 @@ means = np.array([e["mean_return"] for e in evaluations])
 ses = np.array([e["se"] for e in evaluations])
 fig, ax = plt.subplots(figsize=(6.5, 4))
 ax.plot(steps, means, "o-", label="VariBASeD (greedy)")
-ax.fill_between(steps, means - 2 * ses, means + 2 * ses, alpha=0.2)
+ax.fill_between(steps, means - 2 * ses, means + 2 * ses, alpha=0.2, label="± 2 s.e. (held-out trials)")
 for name, style in [("random", ":"), ("posterior_sampling", "-."), ("bayes_optimal", "--"),
                     ("oracle", (0, (1, 3)))]:
     ax.axhline(refs[name]["mean"], color="k", ls=style, lw=1, label=name)
@@ -110,7 +116,7 @@ ax.set_xlabel("environment steps")
 ax.set_ylabel("return per trial")
 ax.legend(fontsize=8)
 ax.set_title("VariBASeD on GridNavi")
-plt.show()
+figures.show("learning_curve")
 
 # %% [markdown]
 # ## Watch one trial
@@ -183,7 +189,7 @@ for episode, ax in enumerate(axes):
     ax.set_aspect("equal")
     ax.set_title(f"episode {episode + 1}: return {rewards[steps_of].sum():.1f}")
 fig.suptitle("the agent's path (start at (0, 0), goal = star)")
-plt.show()
+figures.show("paths")
 
 
 # %%
@@ -194,16 +200,19 @@ def as_grid(p_candidates):
 
 
 shown = [0, 5, 15, 30, 60]
-fig, axes = plt.subplots(2, len(shown), figsize=(2.6 * len(shown), 5.4))
+# One colour scale for every panel (a square-root scale, so that the uniform 1/21 of the
+# exact prior is visible next to a point mass of 1), and one colour bar.
+norm = PowerNorm(0.5, vmin=0.0, vmax=1.0)
+fig, axes = plt.subplots(2, len(shown), figsize=(2.6 * len(shown) + 1, 5.4), layout="constrained")
 for col, t in enumerate(shown):
     for row, (name, p) in enumerate([("learned", p_learned), ("exact", p_exact)]):
         ax = axes[row, col]
-        image = ax.imshow(as_grid(p[t]), origin="lower", cmap="viridis", vmin=0, vmax=max(p[t].max(), 1e-3))
+        image = ax.imshow(as_grid(p[t]), origin="lower", cmap="viridis", norm=norm)
         ax.plot(goal % size, goal // size, "*", ms=12, color="gold", mec="k")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"{name}, t = {t}", fontsize=9)
-        fig.colorbar(image, ax=ax, fraction=0.046)
+fig.colorbar(image, ax=axes, shrink=0.9, label="P(goal = cell), one scale for all panels")
 fig.suptitle("belief over the goal after t steps (top: learned q, bottom: exact posterior)")
-plt.show()
+figures.show("belief_heat_maps")
 print("actions of episode 1:", [ACTION_NAMES[a] for a in actions[:15]])

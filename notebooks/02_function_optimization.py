@@ -35,6 +35,7 @@ SMOKE = os.environ.get("VARIBASED_SMOKE") == "1"
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
+from figures import Figures  # notebooks/figures.py: save, then show
 import numpy as np
 
 from varibased.inference import agents, checkpoint, runner
@@ -48,6 +49,7 @@ from varibased.models.function_optimization import grid, posterior_marginals
 from varibased.planning import gp_agents, reference_agents
 from varibased.planning.references import references
 from varibased.models.rollout import run_trials
+figures = Figures("02_function_optimization" + ("_smoke" if SMOKE else ""))  # PNGs under runs/figures/
 
 TASK = "function_optimization"
 SEED = 0
@@ -143,15 +145,16 @@ for ax, t in zip(axes, shown, strict=True):
     ax.plot(x, f, "k-", lw=1.5, label="true f")
     mean, sd = learned[t].mean(0), learned[t].std(0)
     ax.plot(x, mean, color="tab:blue", label="learned belief")
-    ax.fill_between(x, mean - 2 * sd, mean + 2 * sd, color="tab:blue", alpha=0.2)
+    ax.fill_between(x, mean - 2 * sd, mean + 2 * sd, color="tab:blue", alpha=0.2, label="learned ± 2 sd")
     ax.plot(x, exact_mean[t], color="tab:orange", ls="--", label="exact posterior")
     ax.fill_between(x, exact_mean[t] - 2 * exact_std[t], exact_mean[t] + 2 * exact_std[t],
-                    color="tab:orange", alpha=0.15)
+                    color="tab:orange", alpha=0.15, label="exact ± 2 sd")
     ax.scatter(x[actions[:t]], rewards[:t], c=np.arange(t), cmap="Reds", zorder=3, s=25, label="queries")
     ax.set_title(f"after {t} queries")
     ax.set_xlabel("x")
+axes[0].set_ylabel("f(x), observed y")
 axes[0].legend(fontsize=7)
-plt.show()
+figures.show("trial_bands")
 print(f"return {rewards.sum():.2f}; oracle (16 max f) {16 * f.max():.2f}")
 
 # %% [markdown]
@@ -177,7 +180,7 @@ ax.set_xlabel("query")
 ax.set_ylabel("cumulative regret")
 ax.set_title(f"{COMPARE_TRIALS} held-out functions (mean ± 2 s.e.)")
 ax.legend(fontsize=8)
-plt.show()
+figures.show("cumulative_regret")
 for name, regret in cumulative.items():
     print(f"{name:12s} final cumulative regret {regret[:, -1].mean():6.2f} ± "
           f"{regret[:, -1].std(ddof=1) / np.sqrt(len(regret)):.2f}")

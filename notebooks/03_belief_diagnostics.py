@@ -36,6 +36,7 @@ import blackjax
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
+from figures import Figures  # notebooks/figures.py: save, then show
 import numpy as np
 import numpyro.distributions as dist
 
@@ -43,6 +44,7 @@ from varibased.inference.diagnostics import (
     exact_belief_to_arviz,
     exact_trial_beliefs,
     learned_belief_to_arviz,
+    plot_belief_forest,
 )
 from varibased.inference.svi import SVIConfig, fit, make_belief_svi
 from varibased.models import belief, registry
@@ -55,6 +57,7 @@ from varibased.planning.model import exact_model
 from varibased.planning.planner_agent import run_planner_trials
 from varibased.planning.reference_agents import posterior_sampling_agent, random_agent
 from varibased.models.rollout import run_trials
+figures = Figures("03_belief_diagnostics" + ("_smoke" if SMOKE else ""))  # PNGs under runs/figures/
 
 # arviz after numpyro: arviz-base registers numpyro as a lazy module, and if arviz is
 # imported first numpyro.distributions later lacks its `distribution` attribute.
@@ -115,7 +118,16 @@ exact = exact_belief_to_arviz(draw_key, grid_task, held, queries=queries, num_dr
                               num_chains=2, query_coords=candidates)
 print(learned)
 
+# %% [markdown]
+# Both objects also hold the trial: `observed_data` (actions, rewards) and `constant_data`
+# (the true task, `true_goal`). **R-hat and ESS in these summaries diagnose nothing**: the
+# "chains" are i.i.d. draws of the belief split into groups, not Markov chains, so R-hat is
+# about 1 and the ESS about the number of draws by construction (the posterior group's `note`
+# attribute says so). They matter for MCMC, as for the NUTS gold standard below.
+
 # %%
+print(learned["observed_data"], learned["constant_data"], sep="\n")
+print("note:", learned["posterior"].attrs["note"])
 steps_shown = [0, 15, 30, 60]
 az.summary(learned, var_names=["m"], coords={"step": steps_shown})
 
@@ -125,9 +137,8 @@ az.summary(learned, var_names=["m"], coords={"step": steps_shown})
 # its mean is the posterior probability of the cell).
 
 # %%
-az.plot_forest({"learned": learned, "exact": exact}, var_names=["reward_probs"],
-               coords={"step": 15, "reward": 1.0}, combined=True)
-plt.show()
+plot_belief_forest(learned, exact, step=15)  # reward_probs at r = +1, learned and exact side by side
+figures.show("forest_learned_vs_exact")
 
 
 # %%
@@ -153,7 +164,7 @@ axes[-1].plot(tv)
 axes[-1].set_xlabel("step t")
 axes[-1].set_title("total variation per step")
 plt.tight_layout()
-plt.show()
+figures.show("goal_belief_tv")
 
 # %% [markdown]
 # ### Function optimization: a calibrated, full-covariance belief
@@ -204,7 +215,7 @@ axes[3].set_ylim(0, 1)
 axes[3].set_title("coverage per step")
 axes[3].legend(fontsize=7)
 plt.tight_layout()
-plt.show()
+figures.show("function_belief_coverage")
 
 # %% [markdown]
 # ## 2. Gold standard by NUTS: the lengthscale of a GP
@@ -276,13 +287,13 @@ ax.axvline(np.log(true_lengthscale), color="tab:red", ls="--", label="true")
 ax.set_xlim(float(min(flat.min(), np.log(0.01))), float(max(flat.max(), np.log(1.0))))
 ax.set_xlabel("log lengthscale")
 ax.legend(fontsize=8)
-plt.show()
+figures.show("lengthscale_posterior")
 
 # %%
 az.plot_trace_dist(nuts, var_names=["log_lengthscale"])
-plt.show()
+figures.show("nuts_trace")
 az.plot_ess(nuts, var_names=["log_lengthscale"])
-plt.show()
+figures.show("nuts_ess")
 
 # %% [markdown]
 # ## 3. The Belief-SMC planner's weights
@@ -313,4 +324,4 @@ axes[2].set_ylabel("depth d")
 axes[2].set_title("ESS / K")
 fig.colorbar(image, ax=axes[2])
 plt.tight_layout()
-plt.show()
+figures.show("planner_ess")

@@ -38,6 +38,7 @@ SMOKE = os.environ.get("VARIBASED_SMOKE") == "1"
 
 import jax
 import matplotlib.pyplot as plt
+from figures import Figures  # notebooks/figures.py: save, then show
 import numpy as np
 
 from varibased.inference import agents, checkpoint, configs, runner
@@ -47,6 +48,7 @@ from varibased.planning.model import exact_model
 from varibased.planning.planner_agent import run_planner_trials
 from varibased.planning.references import normalized_scores, references
 from varibased.models.rollout import run_trials
+figures = Figures("04_planning_budget" + ("_smoke" if SMOKE else ""))  # PNGs under runs/figures/
 
 TASK = "gridworld"
 task = registry.make(TASK)
@@ -90,7 +92,7 @@ for ax, K_omega in zip(axes[0], NESTED, strict=True):
     ax.set_title(f"exact model, K_omega = {K_omega}")
     fig.colorbar(image, ax=ax, label="normalized score")
 plt.tight_layout()
-plt.show()
+figures.show("exact_budget_heat_map")
 
 # %% [markdown]
 # ## 2. The over-greedy effect (exact model)
@@ -123,7 +125,7 @@ def plot_selection(ax, table, particles, title):
 fig, ax = plt.subplots(figsize=(5, 3.6))
 greedy = {(K, s): results[K, K_omega, D, s] for K in GREEDY_PARTICLES for s in ("argmax", "sample")}
 plot_selection(ax, greedy, GREEDY_PARTICLES, f"exact model, K_omega = {K_omega}, D = {D}")
-plt.show()
+figures.show("argmax_vs_sampled_exact")
 
 # %% [markdown]
 # ## 3. The learned model of a briefly trained run
@@ -182,7 +184,7 @@ for K, selection in itertools.product(LEARNED_PARTICLES, ("argmax", "sample")):
 fig, ax = plt.subplots(figsize=(5, 3.6))
 plot_selection(ax, learned, LEARNED_PARTICLES,
                f"learned model, K_omega = {config.planner.num_nested}, D = {config.planner.depth}")
-plt.show()
+figures.show("learned_curve")
 
 # %% [markdown]
 # ## 4. Enumerated outcomes: risk-neutral towards nature
@@ -217,4 +219,4 @@ ax.set_xlabel("particles K")
 ax.set_ylabel("normalized score (± 2 s.e.)")
 ax.set_title("learned model, argmax actions")
 ax.legend()
-plt.show()
+figures.show("learned_argmax_vs_sampled")

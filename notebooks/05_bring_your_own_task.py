@@ -90,6 +90,7 @@ import pathlib
 SMOKE = os.environ.get("VARIBASED_SMOKE") == "1"
 
 import matplotlib.pyplot as plt
+from figures import Figures  # notebooks/figures.py: save, then show
 import numpy as np
 
 from varibased.inference import agents, runner
@@ -110,6 +111,7 @@ from varibased.planning.reference_agents import posterior_sampling_agent
 from varibased.models.rollout import run_trials
 
 import arviz as az  # after numpyro (see notebook 03)
+figures = Figures("05_bring_your_own_task" + ("_smoke" if SMOKE else ""))  # PNGs under runs/figures/
 
 registry.register("treasure", make_treasure, overwrite=True)  # validated now, before any compilation
 task = registry.make("treasure")
@@ -180,7 +182,7 @@ for ax, t in zip(axes, (0, 1, 2, 4), strict=True):
     ax.set_title(f"after {t} steps: TV {0.5 * np.abs(p_learned[t] - p_exact[t]).sum():.2f}", fontsize=9)
     ax.set_xlabel("box")
 axes[0].legend(fontsize=7)
-plt.show()
+figures.show("treasure_belief")
 
 # %% [markdown]
 # ### A short VariBASeD (EM) run

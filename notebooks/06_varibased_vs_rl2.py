@@ -43,7 +43,9 @@ SMOKE = os.environ.get("VARIBASED_SMOKE") == "1"
 RESULTS = os.environ.get("VARIBASED_RESULTS")
 
 import matplotlib.pyplot as plt
+from figures import Figures  # notebooks/figures.py: save, then show
 import numpy as np
+figures = Figures("06_varibased_vs_rl2" + ("_smoke" if SMOKE else ""))  # PNGs under runs/figures/
 
 # %% [markdown]
 # ## Loading results (any of the layouts above)
@@ -120,6 +122,7 @@ else:
     task = registry.make(TASK)
     refs = references(TASK, num_trials=REFERENCE_TRIALS)
     curves = {TASK: {}}
+    run_dirs = []
     for agent_name, (steps, overrides) in BUDGETS.items():
         config = agents.make_config(agent_name, TASK, overrides)
         run_dir = pathlib.Path("runs") / f"06_{agent_name}{'_smoke' if SMOKE else ''}"
@@ -134,6 +137,22 @@ else:
               f"(+ {summary['compile_seconds']:.1f} s compilation), "
               f"final normalized score {summary['final_normalized_score']:.3f}")
         curves[TASK][agent_name] = runs_of(summary["evaluations"])
+        run_dirs.append(run_dir)
+
+# %% [markdown]
+# The same overlay straight from the run directories, as `varibased plot RUN RUN --out FILE.png`
+# draws it (`inference.pictures.plot_runs`); each run directory also holds
+# `learning_curve.png`, `trial.png` (one held-out trial) and `diagnostics.png`.
+
+# %%
+if not RESULTS:
+    from IPython.display import Image, display
+
+    from varibased.inference.pictures import plot_runs
+
+    overlay = plot_runs(run_dirs, figures.directory / "runs_overlay.png")
+    print(f"figure: {overlay}; run directories: {', '.join(map(str, run_dirs))}")
+    display(Image(filename=str(overlay)))
 
 # %% [markdown]
 # ## Score vs environment steps and vs wall-clock
@@ -161,7 +180,7 @@ for task_name, by_agent in curves.items():
     axes[1].set_xlabel("wall-clock seconds (with compilation)")
     fig.suptitle(task_name)
     plt.tight_layout()
-    plt.show()
+    figures.show(f"score_{task_name}")
 
 # %% [markdown]
 # ## Steps and seconds to a score level

@@ -8,7 +8,10 @@ import pytest
 
 from varibased.inference import diagnostics
 from varibased.models import belief, rollout
+from varibased.models.bandit import make_bernoulli_bandit
+from varibased.models.function_optimization import make_function_optimization
 from varibased.models.gridworld import make_gridworld
+from varibased.models.task import sample_task
 from varibased.planning.reference_agents import random_agent
 
 CONFIG = belief.BeliefConfig(latent_dim=3, hidden_size=16, state_size=8, decoder_hidden=(8, 8),
@@ -56,3 +59,52 @@ def test_bad_draw_counts_are_rejected(trial):
     with pytest.raises(ValueError, match="num_draws"):
         diagnostics.exact_belief_to_arviz(jax.random.key(0), task, traj, queries=queries,
                                           num_draws=0)
+
+
+def test_trial_groups_and_the_iid_note(trial):
+    task, traj, queries, cells = trial
+    exact = diagnostics.exact_belief_to_arviz(jax.random.key(3), task, traj, queries=queries, num_draws=10)
+    T = task.trial_length
+    assert exact["observed_data"]["action"].dims == ("time",)
+    observed = exact["observed_data"]["reward"].values
+    np.testing.assert_array_equal(observed, np.asarray(traj.transitions.reward))
+    assert exact["observed_data"]["action"].shape == (T,)
+    assert int(exact["constant_data"]["true_goal"]) == 8
+    assert "i.i.d." in exact["posterior"].attrs["note"]
+
+
+@pytest.mark.parametrize("make, site, dim", [
+    (lambda: make_bernoulli_bandit(num_arms=3, horizon=4), "p", "arm"),
+    (lambda: make_function_optimization(num_points=8, num_queries=3), "f", "point"),
+])
+def test_exact_sites_have_named_dims(make, site, dim):
+    task = make()
+    traj = rollout.run_trial(jax.random.key(0), task, random_agent(task),
+                             sample_task(jax.random.key(5), task))
+    n = task.num_actions
+    queries = (jnp.zeros(n, jnp.int32), jnp.arange(n))
+    exact = diagnostics.exact_belief_to_arviz(jax.random.key(1), task, traj, queries=queries, num_draws=5)
+    assert exact["posterior"][site].dims == ("chain", "draw", "step", dim)
+    assert exact["constant_data"][f"true_{site}"].dims == (dim,)
+    custom = diagnostics.exact_belief_to_arviz(jax.random.key(1), task, traj, queries=queries,
+                                               num_draws=5, site_dims={site: ("x",)})
+    assert custom["posterior"][site].dims[-1] == "x"
+
+
+def test_learned_and_exact_in_one_forest_plot(trial):
+    task, traj, queries, cells = trial
+    params = belief.init_params(jax.random.key(1), task, CONFIG)
+    # Labelled queries on one side only, and different numbers of draws: still comparable.
+    learned = diagnostics.learned_belief_to_arviz(jax.random.key(2), params, traj, task, CONFIG,
+                                                  queries=queries, num_draws=20, num_chains=2,
+                                                  query_coords=cells)
+    exact = diagnostics.exact_belief_to_arviz(jax.random.key(3), task, traj, queries=queries,
+                                              num_draws=30, num_chains=2)
+    plot = diagnostics.plot_belief_forest(learned, exact, step=4)
+    assert "model" in plot.viz.dims or "model" in str(plot.aes)
+    with pytest.raises(ValueError, match="not in both"):
+        diagnostics.plot_belief_forest(learned, exact, step=4, var_name="m")
+    relabelled = diagnostics.exact_belief_to_arviz(jax.random.key(3), task, traj, queries=queries,
+                                                   num_draws=30, query_coords=cells + 10)
+    with pytest.raises(ValueError, match="query labels differ"):
+        diagnostics.plot_belief_forest(learned, relabelled, step=4)
