@@ -87,7 +87,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
           f"({summary['env_steps_per_s']:.0f} steps/s, compile {summary['compile_seconds']:.1f} s); "
           f"final normalized score {summary['final_normalized_score']:.3f}")
     print(f"run directory: {summary['run_dir']} (config.json, metrics.csv, evaluations.json, "
-          f"checkpoint.npz, learning_curve.png)")
+          f"checkpoint.npz, learning_curve.png, trial.png, diagnostics.png)")
     return 0
 
 
@@ -162,7 +162,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"VariBASeD after {args.steps} env steps: normalized score {result['normalized_score']:.3f} "
           f"± {result['normalized_score_se']:.3f} (random = 0, Bayes-optimal = 1); "
           f"return {result['mean_return']:.3f} vs Bayes-optimal {refs['reference']['mean']:.3f}")
-    print(f"plots: {run_dir / 'learning_curve.png'} and {out / 'references.png'}")
+    print(f"plots: {run_dir}/{{learning_curve,trial,diagnostics}}.png and {out / 'references.png'}")
     return 0
 
 

@@ -8,6 +8,8 @@ A run directory holds::
     evaluations.json     every evaluation: env steps, wall-clock, per-trial returns, score
     checkpoint.npz       the latest good state (atomic; see inference.checkpoint)
     learning_curve.png   return vs environment steps with the reference lines
+    trial.png            one held-out trial: paths and beliefs (inference.trial_pictures)
+    diagnostics.png      loss terms, planner ESS, target entropy, value vs return
     trial.png            one held-out trial; diagnostics.png: training diagnostics
                          (inference.pictures, at the end and at checkpoints)
     fault.json           only when training stopped on a non-finite value

@@ -98,7 +98,7 @@ def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 
 
 
 def run(task_name: str, agent: str, overrides: dict[str, Any] | None = None, steps: int = 100_000,
-        run_dir: str | pathlib.Path | None = None, resume: bool = False, *, seed: int = 0,
+        run_dir: str | pathlib.Path | None = None, resume: bool | str = False, *, seed: int = 0,
         eval_every: int | None = None, eval_trials: int = 512, checkpoint_every: int = 10,
         reference_trials: int = 2000, progress: bool = True) -> dict[str, Any]:
     """Train ``agent`` on ``task_name`` into a run directory: the one way to train.
@@ -113,7 +113,9 @@ def run(task_name: str, agent: str, overrides: dict[str, Any] | None = None, ste
         overrides: agent-config changes on top of the per-task defaults.
         steps: budget of real environment steps.
         run_dir: the run directory (default ``runs/AGENT-TASK-seedS``).
-        resume: continue the run in ``run_dir``.
+        resume: continue the run in ``run_dir``; ``"auto"`` (notebooks): continue it when it
+            holds a run of the same configuration, else train in a fresh sibling directory
+            (:func:`~varibased.inference.rundir.resume_or_fresh`; the other run is never touched).
         seed: training seed.
         eval_every: evaluate every this many env steps (default ``steps // 10``; 0: at the end).
         eval_trials, checkpoint_every, reference_trials, progress: see :class:`RunConfig`.
@@ -138,6 +140,10 @@ def run(task_name: str, agent: str, overrides: dict[str, Any] | None = None, ste
     except (ValueError, TypeError) as error:
         raise RunError(str(error)) from error
     run_dir = pathlib.Path(run_dir or f"runs/{agent}-{task_name}-seed{seed}")
+    if resume == "auto":
+        run_dir, resume = resume_or_fresh(run_dir, run_config)
+    elif not isinstance(resume, bool):
+        raise RunError(f"resume must be True, False or 'auto', got {resume!r}")
     check_run_dir(run_dir, run_config, resume)
     task = registry.make(task_name)
     trainer = agents.make_trainer(agent, task, config)
@@ -281,33 +287,3 @@ def _report_fault(run_dir: pathlib.Path, iteration: int, metrics: dict, bad: lis
     report = {"iteration": iteration, "non_finite_metrics": bad, "non_finite_state": bad_leaves,
               "metrics": {k: (v if math.isfinite(v) else str(v)) for k, v in metrics.items()}}
     (run_dir / FAULT_FILE).write_text(json.dumps(report, indent=2))
-
-
-def plot_learning_curve(run_dir: pathlib.Path, evaluations: list[dict], refs: dict[str, Any],
-                        task_name: str, agent_name: str) -> None:
-    """Mean evaluation return vs environment steps, with the reference agents as lines."""
-    # A bare Figure (no pyplot): headless, and it leaves the caller's backend alone (a
-    # notebook's inline plots keep working after training).
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    steps = [e["env_steps"] for e in evaluations]
-    means = np.array([e["mean_return"] for e in evaluations])
-    ses = np.array([e["se"] for e in evaluations])
-    ax.plot(steps, means, "o-", label=agent_name)
-    ax.fill_between(steps, means - 2 * ses, means + 2 * ses, alpha=0.2)
-    styles = {"random": (":", "k"), "posterior_sampling": ("-.", "k"), "bayes_optimal": ("--", "k"),
-              "oracle": (":", "tab:gray")}
-    for name, (style, color) in styles.items():
-        if name in refs:
-            ax.axhline(refs[name]["mean"], ls=style, color=color, lw=1, label=name)
-    if refs["reference"]["agent"] not in styles:
-        ax.axhline(refs["reference"]["mean"], ls="--", color="tab:red", lw=1,
-                   label=f"R_ref ({refs['reference']['agent']})")
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("return per trial (greedy, held-out)")
-    ax.set_title(f"{agent_name} on {task_name}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(run_dir / CURVE_FILE, dpi=120)

@@ -29,8 +29,6 @@
 # `NUM_ENV_STEPS` for a real run (see `make demo` / `varibased train`).
 
 # %%
-import dataclasses
-import json
 import os
 import pathlib
 
@@ -70,7 +68,7 @@ RUN_DIR = pathlib.Path("runs") / ("01_quickstart" + ("_smoke" if SMOKE else ""))
 # ## Train
 #
 # `agents.make_config` gives the per-task defaults of `inference.em.EMConfig` with our
-# overrides; `runner.train` runs the evaluation protocol (greedy actions on held-out trials
+# overrides; `runner.run` trains and runs the evaluation protocol (greedy actions on held-out trials
 # every `eval_every` steps), writes `config.json`, `metrics.csv`, `evaluations.json`,
 # `checkpoint.npz` and `learning_curve.png`, and resumes if the directory already holds this
 # run (re-running the notebook continues it instead of starting over).
@@ -80,14 +78,11 @@ task = registry.make(TASK)
 config = agents.make_config("varibased", TASK, OVERRIDES)
 trainer = agents.make_trainer("varibased", task, config)
 refs = references(TASK, num_trials=REFERENCE_TRIALS)
-run_config = runner.RunConfig(
-    task=TASK, agent="varibased", num_env_steps=NUM_ENV_STEPS, seed=SEED,
-    eval_every=max(NUM_ENV_STEPS // (2 if SMOKE else 8), 1), eval_trials=EVAL_TRIALS,
-    agent_config=json.loads(json.dumps(dataclasses.asdict(config))),
-)
-RUN_DIR, resume = runner.resume_or_fresh(RUN_DIR, run_config)  # another config: a fresh dir
-summary = runner.train(RUN_DIR, run_config, task, trainer, refs,
-                       resume=resume, progress=not SMOKE)
+# resume="auto": continue this run if RUN_DIR holds it, else train in a fresh sibling dir
+summary = runner.run(TASK, "varibased", OVERRIDES, NUM_ENV_STEPS, RUN_DIR, resume="auto", seed=SEED,
+                     eval_every=max(NUM_ENV_STEPS // (2 if SMOKE else 8), 1), eval_trials=EVAL_TRIALS,
+                     reference_trials=REFERENCE_TRIALS, progress=not SMOKE)
+RUN_DIR = pathlib.Path(summary["run_dir"])
 print(f"{summary['env_steps']} env steps in {summary['wall_seconds']:.1f} s "
       f"(+ {summary['compile_seconds']:.1f} s compilation); "
       f"normalized score {summary['final_normalized_score']:.3f} (random 0, Bayes-optimal 1)")

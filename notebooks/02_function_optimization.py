@@ -25,8 +25,6 @@
 # takes a few minutes on a 2-core CPU and is far from a converged agent.
 
 # %%
-import dataclasses
-import json
 import os
 import pathlib
 
@@ -101,14 +99,11 @@ print("R_ref:", refs["reference"])
 # %%
 config = agents.make_config("varibased", TASK, OVERRIDES)
 trainer = agents.make_trainer("varibased", task, config)
-run_config = runner.RunConfig(
-    task=TASK, agent="varibased", num_env_steps=NUM_ENV_STEPS, seed=SEED,
-    eval_every=max(NUM_ENV_STEPS // (2 if SMOKE else 5), 1), eval_trials=EVAL_TRIALS,
-    agent_config=json.loads(json.dumps(dataclasses.asdict(config))),
-)
-RUN_DIR, resume = runner.resume_or_fresh(RUN_DIR, run_config)  # another config: a fresh dir
-summary = runner.train(RUN_DIR, run_config, task, trainer, refs,
-                       resume=resume, progress=not SMOKE)
+# resume="auto": continue this run if RUN_DIR holds it, else train in a fresh sibling dir
+summary = runner.run(TASK, "varibased", OVERRIDES, NUM_ENV_STEPS, RUN_DIR, resume="auto", seed=SEED,
+                     eval_every=max(NUM_ENV_STEPS // (2 if SMOKE else 5), 1), eval_trials=EVAL_TRIALS,
+                     reference_trials=refs["num_trials"], progress=not SMOKE)
+RUN_DIR = pathlib.Path(summary["run_dir"])
 print(f"{summary['env_steps']} env steps in {summary['wall_seconds']:.1f} s "
       f"(+ {summary['compile_seconds']:.1f} s compilation); "
       f"normalized score {summary['final_normalized_score']:.3f} (random 0, {refs['reference']['agent']} 1)")

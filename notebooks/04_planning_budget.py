@@ -28,9 +28,7 @@
 # Every configuration is one compilation; `VARIBASED_SMOKE=1` shrinks the grids.
 
 # %%
-import dataclasses
 import itertools
-import json
 import os
 import pathlib
 
@@ -146,14 +144,12 @@ else:
 RUN_DIR = pathlib.Path("runs") / ("04_planning_budget" + ("_smoke" if SMOKE else ""))
 config = agents.make_config("varibased", TASK, OVERRIDES)
 trainer = agents.make_trainer("varibased", task, config)
-run_config = runner.RunConfig(
-    task=TASK, agent="varibased", num_env_steps=NUM_ENV_STEPS, seed=0,
-    eval_every=max(NUM_ENV_STEPS // 2, 1), eval_trials=EVAL_TRIALS,
-    agent_config=json.loads(json.dumps(dataclasses.asdict(config))),
-)
-RUN_DIR, resume = runner.resume_or_fresh(RUN_DIR, run_config)  # another config: a fresh dir
-summary = runner.train(RUN_DIR, run_config, task, trainer, refs,
-                       resume=resume, progress=not SMOKE)
+# resume="auto": continue this run if RUN_DIR holds it, else train in a fresh sibling dir
+summary = runner.run(TASK, "varibased", OVERRIDES, NUM_ENV_STEPS, RUN_DIR, resume="auto", seed=0,
+                     eval_every=max(NUM_ENV_STEPS // 2, 1), eval_trials=EVAL_TRIALS,
+                     reference_trials=refs["num_trials"], progress=not SMOKE)
+RUN_DIR = pathlib.Path(summary["run_dir"])
+EVAL_SEED = runner.load_run(RUN_DIR)["eval_seed"]  # the run's held-out trials
 state, _ = checkpoint.load(RUN_DIR / runner.CHECKPOINT_FILE, jax.jit(trainer.init)(jax.random.key(0)))
 print(f"trained {summary['env_steps']} env steps at K = {config.planner.num_particles}: "
       f"normalized score {summary['final_normalized_score']:.3f}")
@@ -173,11 +169,11 @@ learned = {}
 for K, selection in itertools.product(LEARNED_PARTICLES, ("argmax", "sample")):
     budget_trainer = trainer_with_particles(K)
     if selection == "argmax":  # exactly the evaluation protocol of the run
-        returns = runner.evaluate_state(task, budget_trainer, state, EVAL_TRIALS, run_config.eval_seed)
+        returns = runner.evaluate_state(task, budget_trainer, state, EVAL_TRIALS, EVAL_SEED)
     else:
         agent = budget_trainer.agent(state, False)
         returns = jax.jit(lambda k, a=agent: run_trials(k, task, a, EVAL_TRIALS).transitions.reward.sum(-1))(
-            jax.random.key(run_config.eval_seed))
+            jax.random.key(EVAL_SEED))
     learned[K, selection] = score(returns)
     print(f"learned model, K={K:3d}, {selection}: normalized score {learned[K, selection][0]:.3f}")
 
@@ -203,7 +199,7 @@ for K in LEARNED_PARTICLES:
     enumerate_config = configs.replace(config, {"planner.num_particles": K, "planner.outcome": "enumerate"})
     budget_trainer = agents.make_trainer("varibased", task, enumerate_config)
     jax.eval_shape(budget_trainer.init, jax.random.key(0))
-    returns = runner.evaluate_state(task, budget_trainer, state, EVAL_TRIALS, run_config.eval_seed)
+    returns = runner.evaluate_state(task, budget_trainer, state, EVAL_TRIALS, EVAL_SEED)
     enumerated[K] = score(returns)
     print(f"learned model, K={K:3d}, enumerated outcomes: normalized score {enumerated[K][0]:.3f} "
           f"(sampled outcome: {learned[K, 'argmax'][0]:.3f})")

@@ -82,8 +82,6 @@ def make_treasure(num_boxes: int = 5, episode_length: int = 5, num_episodes: int
 # ## Register, then use the library
 
 # %%
-import dataclasses
-import json
 import os
 import pathlib
 
@@ -197,12 +195,10 @@ config = agents.make_config("varibased", "treasure", dict(
                                                 if SMOKE else {}), **SMALL))
 trainer = agents.make_trainer("varibased", task, config)
 run_dir = pathlib.Path("runs") / ("05_treasure" + ("_smoke" if SMOKE else ""))
-run_config = runner.RunConfig(task="treasure", agent="varibased", num_env_steps=EM_STEPS,
-                              eval_every=max(EM_STEPS // 4, 1), eval_trials=64 if SMOKE else 512,
-                              agent_config=json.loads(json.dumps(dataclasses.asdict(config))))
-run_dir, resume = runner.resume_or_fresh(run_dir, run_config)  # another config: a fresh dir
-summary = runner.train(run_dir, run_config, task, trainer, refs,
-                       resume=resume, progress=not SMOKE)
+# the same call as for a built-in task; resume="auto" continues a run of this config
+summary = runner.run("treasure", "varibased", agents.config_to_json(config), EM_STEPS, run_dir, resume="auto",
+                     eval_every=max(EM_STEPS // 4, 1), eval_trials=64 if SMOKE else 512,
+                     reference_trials=refs["num_trials"], progress=not SMOKE)
 for e in summary["evaluations"]:
     print(f"{e['env_steps']:7d} env steps: normalized score {e['normalized_score']:.3f} "
           f"± {e['normalized_score_se']:.3f}")

@@ -17,7 +17,7 @@
 #
 # Two ways to run it:
 #
-# * **default**: train both agents here at a small budget with `inference.runner.train`
+# * **default**: train both agents here at a small budget with `inference.runner.run`
 #   (the same evaluation protocol as `varibased train`), then plot;
 # * **load results**: set the environment variable `VARIBASED_RESULTS=/path/to/results.json`
 #   (e.g. the output of `benchmarks/efficiency.py`) before starting the notebook; nothing
@@ -34,7 +34,6 @@
 # `VARIBASED_SMOKE=1` trains each agent for two tiny iterations (the test suite does).
 
 # %%
-import dataclasses
 import json
 import os
 import pathlib
@@ -126,13 +125,10 @@ else:
     for agent_name, (steps, overrides) in BUDGETS.items():
         config = agents.make_config(agent_name, TASK, overrides)
         run_dir = pathlib.Path("runs") / f"06_{agent_name}{'_smoke' if SMOKE else ''}"
-        run_config = runner.RunConfig(
-            task=TASK, agent=agent_name, num_env_steps=steps, seed=0,
-            eval_every=max(steps // EVALUATIONS, 1), eval_trials=EVAL_TRIALS,
-            agent_config=json.loads(json.dumps(dataclasses.asdict(config))))
-        run_dir, resume = runner.resume_or_fresh(run_dir, run_config)  # another config: a fresh dir
-        summary = runner.train(run_dir, run_config, task, agents.make_trainer(agent_name, task, config), refs,
-                               resume=resume, progress=not SMOKE)
+        summary = runner.run(TASK, agent_name, overrides, steps, run_dir, resume="auto", seed=0,
+                             eval_every=max(steps // EVALUATIONS, 1), eval_trials=EVAL_TRIALS,
+                             reference_trials=REFERENCE_TRIALS, progress=not SMOKE)
+        run_dir = pathlib.Path(summary["run_dir"])
         print(f"{agent_name}: {summary['env_steps']} env steps in {summary['wall_seconds']:.1f} s "
               f"(+ {summary['compile_seconds']:.1f} s compilation), "
               f"final normalized score {summary['final_normalized_score']:.3f}")
