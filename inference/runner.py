@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from varibased.inference import agents, checkpoint
+from varibased.inference import agents, checkpoint, snapshots
 from varibased.inference.trainer import Trainer
 from varibased.models.task import Task
 from varibased.planning.references import normalized_scores
@@ -296,6 +296,7 @@ def train(
     def run_evaluation(state, env_steps, wall):
         start = time.perf_counter()
         returns = np.asarray(evaluate_compiled(state), np.float64)
+        snapshots.save_params_snapshot(run_dir, trainer, state, iteration, env_steps)
         score, score_se = normalized_scores(returns, refs)
         log.add_evaluation({
             "iteration": iteration, "env_steps": env_steps, "wall_seconds": wall,
