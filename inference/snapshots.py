@@ -60,10 +60,11 @@ def snapshot_paths(run_dir: str | pathlib.Path) -> list[tuple[int, pathlib.Path]
 
 
 def params_template(saved: dict[str, Any]) -> Any:
-    """Freshly initialized parameters of the run whose ``config.json`` is ``saved`` (a dict
-    with ``task``, ``agent``, ``agent_config``, ``seed``, optionally ``task_config``): the
-    structure, shapes and dtypes a snapshot must have."""
+    """Zero parameters of the structure, shapes and dtypes of the run whose ``config.json`` is
+    ``saved`` (a dict with ``task``, ``agent``, ``agent_config``, optionally ``task_config``):
+    what a snapshot must match. Traced by ``jax.eval_shape``, never compiled or run."""
     import jax
+    import numpy as np
 
     from varibased.inference import agents
     from varibased.models import registry
@@ -73,7 +74,8 @@ def params_template(saved: dict[str, Any]) -> Any:
     trainer = agents.make_trainer(saved["agent"], task, config)
     if trainer.params is None:
         raise checkpoint.CheckpointError(f"agent {saved['agent']!r} exposes no parameters")
-    return trainer.params(jax.jit(trainer.init)(jax.random.key(int(saved.get("seed", 0)))))
+    shapes = jax.eval_shape(lambda key: trainer.params(trainer.init(key)), jax.random.key(0))
+    return jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), shapes)
 
 
 def load_params_snapshot(path: str | pathlib.Path, template: Any) -> tuple[Any, dict[str, Any]]:
