@@ -336,7 +336,7 @@ def plot(summary: dict, path: pathlib.Path) -> None:
     from matplotlib.figure import Figure
 
     particles = list(summary["checkpoints"][0]["K"])
-    fig = Figure(figsize=(4.5 * len(particles), 3.8))
+    fig = Figure(figsize=(max(6.0, 4.5 * len(particles)), 3.8))
     axes = np.atleast_1d(fig.subplots(1, len(particles), sharey=True))
     names = [p for p, _, _ in PARTS]
     colors = ["tab:gray", "tab:blue", "tab:orange", "tab:red"]
@@ -357,7 +357,7 @@ def plot(summary: dict, path: pathlib.Path) -> None:
         ax.set_title(f"K = {k}")
     axes[0].set_ylabel("normalized score lost")
     axes[0].legend(fontsize=7)
-    fig.suptitle("gap to Bayes-optimal: cost of each part (exact -> learned)")
+    fig.suptitle("gap to Bayes-optimal: score each part costs (exact -> learned)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
