@@ -17,7 +17,7 @@ import gap  # noqa: E402
 from varibased.inference import checkpoint, runner, snapshots  # noqa: E402
 from varibased.inference.em import EMConfig, make_trainer  # noqa: E402
 from varibased.models import registry  # noqa: E402
-from varibased.planning.references import compute_references  # noqa: E402
+from varibased.planning.references import references  # noqa: E402
 
 TASK_CONFIG = {"size": 3, "episode_length": 4, "num_episodes": 2, "excluded": 1}
 KEYS = {"all_exact", "learned_proposal", "learned_value", "learned_belief", "policy_alone"}
@@ -38,8 +38,9 @@ def tiny_run(tmp_path_factory):
         task_config=TASK_CONFIG)
     run_dir = tmp_path_factory.mktemp("gap") / "run"
     trainer = make_trainer(task, config)
-    runner.train(run_dir, run_config, task, trainer, compute_references(task, num_trials=50),
-                 progress=False)
+    # the references gap.py --smoke uses (cached in memory: computed once per session)
+    refs = references("gridworld", num_trials=200, **TASK_CONFIG)
+    runner.train(run_dir, run_config, task, trainer, refs, progress=False)
     return run_dir, trainer
 
 

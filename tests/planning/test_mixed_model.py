@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from varibased.inference.em import EMConfig, make_trainer
-from varibased.models import registry
+from varibased.inference.em import EMConfig
+from varibased.models import belief, registry
 from varibased.planning.config import PlannerConfig
 from varibased.planning.learned_model import learned_model
 from varibased.planning.mixed_model import CHAIN, MixedParts, mixed_model
@@ -24,8 +24,7 @@ def setup():
     config = EMConfig.for_task("gridworld", num_envs=4, replay_trials=8, batch_trials=4,
                                hidden_size=8, state_size=4, head_hidden=8, input_hidden=8,
                                decoder_hidden=(8,), latent_dim=2)
-    trainer = make_trainer(task, config)
-    params = trainer.params(jax.jit(trainer.init)(jax.random.key(3)))
+    params = belief.init_params(jax.random.key(3), task, config.belief_config())
     # perturb the heads so the learned policy is far from uniform
     params = jax.tree.map(lambda x: x * 3.0, params)
     planner = PlannerConfig(num_particles=8, num_nested=2, depth=3, action_selection="argmax")
