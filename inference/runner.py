@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from varibased.inference import agents, checkpoint, configs, pictures
+from varibased.inference import agents, checkpoint, configs, pictures, snapshots
 from varibased.inference.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -211,6 +211,7 @@ def train(
     def run_evaluation(state, env_steps, wall):
         start = time.perf_counter()
         returns = np.asarray(evaluate_compiled(state), np.float64)
+        snapshots.save_params_snapshot(run_dir, trainer, state, iteration, env_steps)
         score, score_se = normalized_scores(returns, refs)
         log.add_evaluation({
             "iteration": iteration, "env_steps": env_steps, "wall_seconds": wall,

@@ -42,7 +42,10 @@ import functools
 from collections import deque
 from fractions import Fraction
 
-__all__ = ["bayes_optimal_value", "bayes_optimal_value_exact", "goal_hits"]
+import numpy as np
+
+__all__ = ["bayes_optimal_value", "bayes_optimal_value_exact", "goal_hits",
+           "belief_state_value", "belief_state_value_exact"]
 
 STEP_REWARD = Fraction(-1, 10)
 GOAL_REWARD = Fraction(1)
@@ -75,10 +78,15 @@ def goal_hits(distance_from_start: int, step: int, episode_length: int,
     )
 
 
-def _solve(size: int, episode_length: int, num_episodes: int, excluded: int) -> tuple[int, ...]:
-    """Max over walks of the summed steps on the goal over all candidates, per episode.
+@functools.lru_cache(maxsize=8)
+def _make_search(size: int, episode_length: int, num_episodes: int, excluded: int):
+    """The memoised branch and bound of one GridNavi configuration.
 
-    Returns ``(total, hits_episode_0, ..., hits_episode_K-1)`` summed over the candidates.
+    Returns ``solve(position, t, remaining) -> (total, hits_episode_0, ..., hits_episode_K-1)``:
+    the max over walks from cell ``position`` at trial step ``t`` of the steps on the goal
+    summed over the ``remaining`` candidates (a bit mask of cells; the goal not yet found),
+    per episode (0 for the episodes before ``t``'s). Its tables persist between calls, so
+    many belief states of one configuration share the work.
     """
     neighbours = _neighbours(size)
     trial_length = episode_length * num_episodes
@@ -211,11 +219,21 @@ def _solve(size: int, episode_length: int, num_episodes: int, excluded: int) -> 
         bound = ceiling[key] = min(bound, ceiling.get(key, bound))
         return False, (bound,)
 
-    full = sum(1 << c for c in candidates)
-    found, result = search(start, 0, full, 0)
-    if not found:  # need=0 is always met: walking without a find is worth 0
-        raise AssertionError("the branch and bound did not finish its root search")
-    return result
+    def solve(position: int, t: int, remaining: int) -> tuple[int, ...]:
+        found, result = search(position, t, remaining, 0)
+        if not found:  # need=0 is always met: walking without a find is worth 0
+            raise AssertionError("the branch and bound did not finish its root search")
+        return result
+
+    solve.candidates = tuple(candidates)
+    return solve
+
+
+def _solve(size: int, episode_length: int, num_episodes: int, excluded: int) -> tuple[int, ...]:
+    """Max over walks of the summed steps on the goal over all candidates, per episode, from
+    the start of a trial: ``(total, hits_episode_0, ..., hits_episode_K-1)``."""
+    solve = _make_search(size, episode_length, num_episodes, excluded)
+    return solve(0, 0, sum(1 << c for c in solve.candidates))
 
 
 @functools.lru_cache(maxsize=32)
@@ -232,11 +250,7 @@ def bayes_optimal_value_exact(
         ``(mean, per_episode)``: the expected total return of the Bayes-optimal policy and
         its expected return in each of the ``num_episodes`` episodes.
     """
-    if not (1 <= excluded < size) or episode_length < 1 or num_episodes < 1:
-        raise ValueError(
-            f"bad GridNavi sizes: size={size}, episode_length={episode_length}, "
-            f"num_episodes={num_episodes}, excluded={excluded}"
-        )
+    _check_sizes(size, episode_length, num_episodes, excluded)
     num_candidates = size * size - excluded * excluded
     total, *per_episode = _solve(size, episode_length, num_episodes, excluded)
     bonus = GOAL_REWARD - STEP_REWARD
@@ -256,3 +270,93 @@ def bayes_optimal_value(
     """
     mean, per_episode = bayes_optimal_value_exact(size, episode_length, num_episodes, excluded)
     return float(mean), [float(v) for v in per_episode]
+
+
+def _check_sizes(size: int, episode_length: int, num_episodes: int, excluded: int) -> None:
+    if not (1 <= excluded < size) or episode_length < 1 or num_episodes < 1:
+        raise ValueError(
+            f"bad GridNavi sizes: size={size}, episode_length={episode_length}, "
+            f"num_episodes={num_episodes}, excluded={excluded}"
+        )
+
+
+def belief_state_value_exact(
+    position: tuple[int, int], t: int, candidates, *, size: int = 5, episode_length: int = 15,
+    num_episodes: int = 4, excluded: int = 2,
+) -> Fraction:
+    r"""The exact Bayes-optimal expected return from a GridNavi belief state to the trial's end.
+
+    The exact posterior of GridNavi is uniform over a set of candidate goals (those not yet
+    stepped on), or a point mass once the goal is found, so a belief state is
+    ``(position, t, candidates)``. With one candidate the goal is known and the value is the
+    known-goal optimum (``Task.optimal_value``); otherwise
+
+    .. math:: V^* = -0.1\,(T - t) + \frac{1.1}{|C|} \max_w \sum_{g \in C} f_g(\tau_g(w))
+
+    by the memoised search of this module (see the module docstring), outside jit.
+
+    Args:
+        position: ``(x, y)``, the agent's cell at trial step ``t`` (the start after a reset).
+        t: trial step in ``[0, T]`` (``T = episode_length * num_episodes``); 0 at ``T``.
+        candidates: the cells (indices ``y * size + x``) the goal may still be: an iterable,
+            or a probability vector ``[size * size]`` whose support is taken.
+        size, episode_length, num_episodes, excluded: as in
+            :func:`models.gridworld.make_gridworld`.
+
+    Returns:
+        The value as a :class:`fractions.Fraction`.
+
+    Raises:
+        ValueError: bad sizes, a position off the grid, ``t`` outside ``[0, T]``, an empty
+            candidate set or a candidate the prior excludes.
+    """
+    _check_sizes(size, episode_length, num_episodes, excluded)
+    trial_length = episode_length * num_episodes
+    x, y = (int(v) for v in position)
+    if not (0 <= x < size and 0 <= y < size):
+        raise ValueError(f"position {position} is off the {size}x{size} grid")
+    if not 0 <= int(t) <= trial_length:
+        raise ValueError(f"t={t} is outside [0, {trial_length}]")
+    t = int(t)
+    cells = _support(candidates, size)
+    allowed = {c for c in range(size * size) if not (c % size < excluded and c // size < excluded)}
+    if not cells or not cells <= allowed:
+        raise ValueError(f"candidates {sorted(cells)} must be a non-empty subset of the prior's "
+                         f"support {sorted(allowed)}")
+    if t == trial_length:
+        return Fraction(0)
+    bonus = GOAL_REWARD - STEP_REWARD
+    floor = STEP_REWARD * (trial_length - t)
+    if len(cells) == 1:
+        (goal,) = cells
+        return floor + bonus * _known_goal_hits(goal, (x, y), t, size, episode_length, num_episodes)
+    solve = _make_search(size, episode_length, num_episodes, excluded)
+    total = solve(y * size + x, t, sum(1 << c for c in cells))[0]
+    return floor + bonus * Fraction(total, len(cells))
+
+
+def belief_state_value(position: tuple[int, int], t: int, candidates, **sizes) -> float:
+    """:func:`belief_state_value_exact` as a float."""
+    return float(belief_state_value_exact(position, t, candidates, **sizes))
+
+
+def _support(candidates, size: int) -> frozenset[int]:
+    """Cell indices of a candidate iterable, or of the support of a probability vector."""
+    array = np.asarray(list(candidates) if not hasattr(candidates, "shape") else candidates)
+    if array.dtype.kind == "f":
+        if array.shape != (size * size,):
+            raise ValueError(f"a belief vector must have shape ({size * size},), got {array.shape}")
+        return frozenset(int(c) for c in np.flatnonzero(array > 0))
+    return frozenset(int(c) for c in array.reshape(-1))
+
+
+def _known_goal_hits(goal: int, position: tuple[int, int], t: int, size: int,
+                     episode_length: int, num_episodes: int) -> int:
+    """Steps on a known goal from ``position`` at step ``t``: shortest path then noops, and
+    from the start in every later episode (as ``Task.optimal_value``)."""
+    gx, gy = goal % size, goal // size
+    distance = abs(gx - position[0]) + abs(gy - position[1])
+    episode, offset = divmod(t, episode_length)
+    now = max(episode_length - offset - max(distance, 1) + 1, 0)
+    later = max(episode_length - max(gx + gy, 1) + 1, 0)
+    return now + (num_episodes - 1 - episode) * later
