@@ -116,9 +116,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise CliError(f"--steps must be a positive integer, got {args.steps}")
     _check_seed("--seed", args.seed)
     _check_trials("--eval-trials", args.eval_trials)
-    _check_trials("--reference-trials", args.reference_trials)
-    if args.out is not None:
-        _check_output(args.out, "--out", directory=True)
+    _check_trials("--reference-trials", args.reference_trials)  # --out: runner.run checks it first
     overrides = {**_parse_sets(args.set), **_budget_overrides(args, args.agent)}
     try:
         summary = runner.run(args.task, args.agent, overrides, args.steps or 100_000, args.out, args.resume,
