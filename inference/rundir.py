@@ -22,50 +22,38 @@ translation.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import io
 import itertools
 import json
 import math
-import os
 import pathlib
-import socket
-import sys
-import time
 from typing import Any
 
 import numpy as np
 
 from varibased.inference import agents, checkpoint
+from varibased.inference.runfiles import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    CURVE_FILE,
+    EVALUATIONS_FILE,
+    FAULT_FILE,
+    FORMAT,
+    IDENTITY_FIELDS,
+    LOCK_FILE,
+    METRICS_FILE,
+    NonFiniteError,
+    RunError,
+)
+from varibased.inference.runlock import RunLock, _held_by_other, check_output_path
+from varibased.inference.runlog import RunLog, json_safe, read_evaluations, read_metrics
 from varibased.models import validation as check
 
 __all__ = ["RunConfig", "RunError", "NonFiniteError", "RunLog", "RunLock", "check_run_dir", "load_run",
            "resume_or_fresh", "run_identity", "check_checkpoint_identity", "json_safe", "check_output_path",
            "CONFIG_FILE", "METRICS_FILE", "EVALUATIONS_FILE", "CHECKPOINT_FILE", "CURVE_FILE", "FAULT_FILE",
            "LOCK_FILE", "FORMAT", "IDENTITY_FIELDS"]
-
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.csv"
-EVALUATIONS_FILE = "evaluations.json"
-CHECKPOINT_FILE = "checkpoint.npz"
-CURVE_FILE = "learning_curve.png"
-FAULT_FILE = "fault.json"
-LOCK_FILE = ".lock"
-#: config.json's format version (1: no identity; 2: ``format`` and ``identity`` fields).
-FORMAT = 2
-#: The fields of config.json that make a run's identity (the rest is its schedule).
-IDENTITY_FIELDS = ("format", "task", "task_config", "agent", "agent_config", "seed")
-
-
-class RunError(RuntimeError):
-    """A run cannot start or continue (bad directory, mismatched resume)."""
-
-
-class NonFiniteError(RuntimeError):
-    """Training produced a non-finite loss or parameter; the last good checkpoint is kept."""
-
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
@@ -192,298 +180,6 @@ def checkpoint_position(path: pathlib.Path, metadata: dict[str, Any]) -> tuple[i
         raise CheckpointError(f"{path}: its metadata needs non-negative int iteration and env_steps and a "
                               f"finite wall_seconds, got {values}")
     return values[0], values[1], float(values[2])
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with non-finite floats as ``None`` (JSON has no NaN: a missing figure is null)."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    return value
-
-
-class RunLog:
-    """metrics.csv and evaluations.json of a run.
-
-    On resume (``resume_iteration`` given) both logs must parse (else :class:`RunError`
-    naming file and line; nothing is changed), and the rows and evaluations after the
-    checkpoint's iteration (a crash between checkpoints) are moved to
-    ``metrics.after-crash-<time>.csv`` / ``evaluations.after-crash-<time>.json`` and reported
-    on stderr, never dropped. The rows kept are kept byte for byte.
-    """
-
-    def __init__(self, run_dir: pathlib.Path, resume_iteration: int | None, resume_steps: int | None):
-        self.metrics_path = run_dir / METRICS_FILE
-        self.evaluations_path = run_dir / EVALUATIONS_FILE
-        self.rows: list[dict[str, Any]] = []
-        self.evaluations: list[dict[str, Any]] = []
-        self.moved: list[pathlib.Path] = []
-        if resume_iteration is None:
-            self._write_metrics()
-            self._write_evaluations()
-            return
-        header, lines, rows = read_metrics(self.metrics_path)
-        evaluations = read_evaluations(self.evaluations_path)
-        keep = [i for i, row in enumerate(rows) if int(row["iteration"]) <= resume_iteration]
-        late_rows = [lines[i] for i in range(len(rows)) if i not in set(keep)]
-        self.rows = [rows[i] for i in keep]
-        self.evaluations = [e for e in evaluations if e["env_steps"] <= resume_steps]
-        late_evaluations = [e for e in evaluations if e["env_steps"] > resume_steps]
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        if late_rows:
-            moved = run_dir / f"metrics.after-crash-{stamp}.csv"
-            _atomic_write(moved, header + "".join(late_rows))
-            self.moved.append(moved)
-            _atomic_write(self.metrics_path, header + "".join(lines[i] for i in keep))
-        if late_evaluations:
-            moved = run_dir / f"evaluations.after-crash-{stamp}.json"
-            _atomic_write(moved, json.dumps(late_evaluations))
-            self.moved.append(moved)
-            self._write_evaluations()
-        if self.moved:
-            print(f"resuming from the checkpoint of iteration {resume_iteration}: "
-                  f"{len(late_rows)} metrics row(s) and {len(late_evaluations)} evaluation(s) logged "
-                  f"after it were moved to {', '.join(str(m) for m in self.moved)}", file=sys.stderr)
-
-    def _write_metrics(self) -> None:
-        if not self.rows:
-            _atomic_write(self.metrics_path, "")
-            return
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(self.rows[0]))
-        writer.writeheader()
-        writer.writerows(self.rows)
-        _atomic_write(self.metrics_path, buffer.getvalue())
-
-    def _write_evaluations(self) -> None:
-        _atomic_write(self.evaluations_path, json.dumps(json_safe(self.evaluations), allow_nan=False))
-
-    def add_row(self, row: dict[str, Any]) -> None:
-        """Append one iteration's row to metrics.csv."""
-        self.rows.append(row)
-        if len(self.rows) == 1:
-            self._write_metrics()
-        else:
-            buffer = io.StringIO()
-            csv.DictWriter(buffer, fieldnames=list(self.rows[0])).writerow(row)
-            with self.metrics_path.open("a", newline="") as handle:
-                handle.write(buffer.getvalue())
-
-    def add_evaluation(self, evaluation: dict[str, Any]) -> None:
-        """Record one evaluation (non-finite figures become null) and rewrite evaluations.json."""
-        self.evaluations.append(json_safe(evaluation))
-        self._write_evaluations()
-
-
-def _atomic_write(path: pathlib.Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, newline="")
-    tmp.replace(path)
-
-
-def read_metrics(path: pathlib.Path) -> tuple[str, list[str], list[dict[str, str]]]:
-    """``(header line, row lines, rows)`` of a metrics.csv, checked line by line.
-
-    Raises:
-        RunError: a line that does not parse (cut mid-row, cut in the header, a non-integer or
-            out-of-order iteration), naming the file and the line.
-    """
-    if not path.exists():
-        return "", [], []
-    with path.open(newline="") as handle:
-        text = handle.read()
-    if not text:
-        return "", [], []
-    lines = text.splitlines(keepends=True)
-    advice = "; repair or remove it by hand (nothing was changed)"
-    if not lines[-1].endswith("\n"):
-        raise RunError(f"{path} line {len(lines)} is cut short (no end of line: a truncated log){advice}")
-    header = next(csv.reader([lines[0]]))
-    if not header or header[0] != "iteration":
-        raise RunError(f"{path} line 1 is not a metrics header (iteration, ...): "
-                       f"{lines[0].strip()!r}{advice}")
-    rows, previous = [], 0
-    for number, line in enumerate(lines[1:], start=2):
-        values = next(csv.reader([line]), [])
-        if len(values) != len(header) or any(v == "" for v in values):
-            raise RunError(f"{path} line {number} has {len(values)} field(s) ({line.strip()!r}), the header "
-                           f"{len(header)}: a damaged or truncated log{advice}")
-        try:
-            iteration = int(values[0])
-        except ValueError:
-            iteration = None
-        if iteration != previous + 1:
-            raise RunError(f"{path} line {number}: iteration {values[0]!r} does not follow "
-                           f"{previous}{advice}")
-        previous = iteration
-        rows.append(dict(zip(header, values, strict=True)))
-    return lines[0], lines[1:], rows
-
-
-def read_evaluations(path: pathlib.Path) -> list[dict[str, Any]]:
-    """The evaluations of an evaluations.json, checked.
-
-    Raises:
-        RunError: not JSON (naming the line), or not a list of evaluations with ``env_steps``.
-    """
-    if not path.exists():
-        return []
-    try:
-        evaluations = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise RunError(f"{path} line {error.lineno} does not parse ({error.msg}): a damaged or truncated "
-                       "log; repair or remove it by hand (nothing was changed)") from error
-    except UnicodeDecodeError as error:
-        raise RunError(f"{path} is not text ({error}); nothing was changed") from error
-    if not isinstance(evaluations, list) or not all(
-            isinstance(e, dict) and isinstance(e.get("env_steps"), int) for e in evaluations):
-        raise RunError(f"{path} is not a list of evaluations with env_steps; nothing was changed")
-    return evaluations
-
-
-class RunLock:
-    """The lock of a run directory: the file ``.lock`` with the holder's pid, host and start
-    time, created atomically (a hard link of a complete file). One process writes a run.
-
-    A lock left by a dead process on this host is taken over, with a message on stderr; a
-    lock of a live process, or of another host, is refused with :class:`RunError` naming
-    the holder. Re-entrant within one process (``run`` holds it around ``train``)."""
-
-    _held: dict[pathlib.Path, int] = {}
-
-    def __init__(self, run_dir: str | pathlib.Path):
-        self.path = pathlib.Path(run_dir).absolute() / LOCK_FILE
-
-    def __enter__(self) -> RunLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
-
-    def acquire(self) -> None:
-        """Take the lock (creating the run directory), or raise :class:`RunError`."""
-        if self.path in RunLock._held:
-            RunLock._held[self.path] += 1
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        mine = {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        tmp = self.path.with_name(f"{LOCK_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(mine))
-        try:
-            for _ in range(3):
-                try:
-                    os.link(tmp, self.path)
-                    RunLock._held[self.path] = 1
-                    return
-                except FileExistsError:
-                    holder = lock_holder(self.path.parent)
-                    if holder is None or not _is_stale(holder):
-                        raise RunError(_held_message(self.path, holder)) from None
-                    # A dead holder on this host: move its lock aside (only one taker wins).
-                    stale = self.path.with_name(f"{LOCK_FILE}.stale.{os.getpid()}")
-                    try:
-                        os.replace(self.path, stale)
-                    except FileNotFoundError:
-                        continue
-                    stale.unlink(missing_ok=True)
-                    print(f"taking over the stale lock of {self.path.parent}: pid {holder.get('pid')} on "
-                          f"{holder.get('host')} (since {holder.get('started')}) is no longer running",
-                          file=sys.stderr)
-            raise RunError(_held_message(self.path, lock_holder(self.path.parent)))
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def release(self) -> None:
-        """Give the lock back (the outermost release of this process removes ``.lock``)."""
-        count = RunLock._held.get(self.path, 0)
-        if count > 1:
-            RunLock._held[self.path] = count - 1
-            return
-        RunLock._held.pop(self.path, None)
-        holder = lock_holder(self.path.parent)
-        if holder and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
-            self.path.unlink(missing_ok=True)
-
-
-def lock_holder(run_dir: pathlib.Path) -> dict[str, Any] | None:
-    """The holder recorded in ``run_dir/.lock`` (``{}`` if unreadable), or None without a lock."""
-    path = pathlib.Path(run_dir) / LOCK_FILE
-    try:
-        holder = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        return {}
-    return holder if isinstance(holder, dict) else {}
-
-
-def _is_stale(holder: dict[str, Any]) -> bool:
-    pid = holder.get("pid")
-    if holder.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
-        return False
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def _held_message(path: pathlib.Path, holder: dict[str, Any] | None) -> str:
-    if not holder:
-        return (f"{path.parent} is locked ({path} exists but does not say by whom); if no process writes "
-                f"this run, remove {path}")
-    return (f"{path.parent} is locked by pid {holder.get('pid')} on {holder.get('host')} (since "
-            f"{holder.get('started')}): another process is writing this run; wait for it or choose "
-            "another --out")
-
-
-def _held_by_other(run_dir: pathlib.Path) -> None:
-    """Raise :class:`RunError` if another live process holds ``run_dir``'s lock."""
-    path = (pathlib.Path(run_dir).absolute() / LOCK_FILE)
-    if path in RunLock._held:
-        return
-    holder = lock_holder(run_dir)
-    if holder is not None and not _is_stale(holder):
-        raise RunError(_held_message(path, holder))
-
-
-def check_output_path(path: str | pathlib.Path, what: str, *, directory: bool) -> pathlib.Path:
-    """Check that ``path`` can be written as a ``directory`` (or a file) before any work.
-
-    Raises:
-        RunError: a dangling symlink, an existing path of the other kind, or a parent that is
-            not a directory (e.g. a regular file) or not writable.
-    """
-    path = pathlib.Path(path)
-    if path.is_symlink() and not path.exists():
-        raise RunError(f"{what} {path} is a dangling symlink (to {os.readlink(path)})")
-    if path.exists():
-        if directory and not path.is_dir():
-            raise RunError(f"{what} {path} is a file, not a directory")
-        if not directory and path.is_dir():
-            raise RunError(f"{what} {path} is a directory, not a file")
-        if not os.access(path if directory else path.parent, os.W_OK):
-            raise RunError(f"{what} {path} is not writable")
-        return path
-    parent = path.absolute().parent
-    while not parent.exists() and not parent.is_symlink():
-        parent = parent.parent
-    if parent.is_symlink() and not parent.exists():
-        raise RunError(f"{what} {path}: {parent} is a dangling symlink")
-    if not parent.is_dir():
-        raise RunError(f"{what} {path}: {parent} is not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise RunError(f"{what} {path}: {parent} is not writable")
-    return path
 
 
 def _entries(run_dir: pathlib.Path) -> list[pathlib.Path]:
