@@ -13,7 +13,7 @@ from varibased.inference.trainer import Trainer
 from varibased.models.task import Task
 
 __all__ = ["AGENTS", "make_config", "make_trainer", "config_fields", "config_from_json",
-           "config_to_json", "config_class"]
+           "config_to_json", "config_class", "check_budget"]
 
 #: agent id -> (module, config class name)
 AGENTS = {
@@ -64,3 +64,11 @@ def make_trainer(agent: str, task: Task, config: Any) -> Trainer:
     """The :class:`~varibased.inference.trainer.Trainer` of ``agent`` on ``task``."""
     module, _ = _resolve(agent)
     return module.make_trainer(task, config)
+
+
+def check_budget(agent: str, task: Task, config: Any, num_envs: int) -> None:
+    """Refuse (ValueError, with the estimate) a configuration whose work over ``num_envs``
+    environments is out of bounds, before any work (agents without a planner: nothing)."""
+    module, _ = _resolve(agent)
+    if hasattr(module, "check_budget"):
+        module.check_budget(task, config, num_envs)

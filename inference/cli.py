@@ -8,7 +8,8 @@
     varibased plot runs/a runs/b --out runs/compare.png   # overlay runs (normalized score)
 
 Every input is checked before anything is compiled; errors exit with status 2 and a
-message naming the problem, and never overwrite a run.
+message naming the problem, and never overwrite a run. Ctrl-C during training saves the
+checkpoint of the last completed iteration, says how to resume, and exits with status 130.
 """
 
 from __future__ import annotations
@@ -29,6 +30,45 @@ _BUDGET_FLAGS = {"particles": "planner.num_particles", "nested": "planner.num_ne
 
 class CliError(Exception):
     """A user error: printed as ``error: ...`` with exit status 2."""
+
+
+class CliInterrupted(Exception):
+    """Training stopped on Ctrl-C (its checkpoint saved): printed as is, exit status 130."""
+
+
+#: Environment variable: the default ``--steps`` of ``varibased demo``.
+DEMO_STEPS_ENV = "VARIBASED_DEMO_STEPS"
+
+
+def _check_seed(flag: str, value: int) -> None:
+    if not 0 <= value < 2**32:
+        raise CliError(f"{flag} must be an int in [0, 2**32), got {value}")
+
+
+def _check_trials(flag: str, value: int) -> None:
+    if not 2 <= value < 2**31:
+        raise CliError(f"{flag} must be an int in [2, 2**31) (a standard error needs 2 trials), got {value}")
+
+
+def _check_output(path: str, flag: str, *, directory: bool) -> None:
+    from varibased.inference.rundir import RunError, check_output_path
+
+    try:
+        check_output_path(path, flag, directory=directory)
+    except RunError as error:
+        raise CliError(str(error)) from error
+
+
+def _check_environment() -> None:
+    """Parse the environment variables the library reads, before any work."""
+    from varibased.models import validation
+
+    for name, minimum in ((DEMO_STEPS_ENV, 1), (validation.MEMORY_LIMIT_ENV, 1)):
+        if name in os.environ:
+            try:
+                validation.parse_count(name, os.environ[name], minimum=minimum, maximum=2**62)
+            except ValueError as error:
+                raise CliError(f"environment variable {error}") from error
 
 
 def _parse_sets(items: list[str] | None) -> dict[str, Any]:
@@ -75,12 +115,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if args.steps is not None and args.steps < 1:
         raise CliError(f"--steps must be a positive integer, got {args.steps}")
+    _check_seed("--seed", args.seed)
+    _check_trials("--eval-trials", args.eval_trials)
+    _check_trials("--reference-trials", args.reference_trials)  # --out: runner.run checks it first
     overrides = {**_parse_sets(args.set), **_budget_overrides(args, args.agent)}
     try:
         summary = runner.run(args.task, args.agent, overrides, args.steps or 100_000, args.out, args.resume,
                              seed=args.seed, eval_every=args.eval_every, eval_trials=args.eval_trials,
                              checkpoint_every=args.checkpoint_every, reference_trials=args.reference_trials,
                              progress=not args.quiet)
+    except runner.TrainingInterrupted as error:
+        raise CliInterrupted(str(error)) from error
     except (runner.RunError, runner.NonFiniteError, checkpoint.CheckpointError) as error:
         raise CliError(str(error)) from error
     print(f"trained {summary['env_steps']} env steps in {summary['wall_seconds']:.1f} s "
@@ -105,6 +150,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.trials < 2:
         raise CliError(f"--trials must be >= 2, got {args.trials}")
+    _check_seed("--seed", args.seed)
+    if args.json:
+        _check_output(args.json, "--json", directory=False)
     try:
         saved = runner.load_run(args.run_dir)
     except runner.RunError as error:
@@ -127,6 +175,8 @@ def _cmd_references(args: argparse.Namespace) -> int:
         _check_task(name)
     if args.trials < 2:
         raise CliError(f"--trials must be >= 2, got {args.trials}")
+    _check_seed("--seed", args.seed)
+    _check_output(args.out, "--out", directory=True)
     results = {name: _references(name, args.trials, args.seed) for name in tasks}
     print(format_reference_table(results))
     out = pathlib.Path(args.out)
@@ -140,7 +190,15 @@ def _cmd_references(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from varibased.inference import runner
     from varibased.inference.plotting import format_reference_table, plot_references
+    from varibased.models import validation
 
+    if args.steps is None:
+        args.steps = validation.parse_count(DEMO_STEPS_ENV, os.environ.get(DEMO_STEPS_ENV, "300000"),
+                                            minimum=1)
+    if args.steps < 1:
+        raise CliError(f"--steps must be a positive integer, got {args.steps}")
+    _check_seed("--seed", args.seed)
+    _check_output(args.out, "--out", directory=True)
     refs = _references("gridworld", 2000)
     print("Reference agents on GridNavi (expected return per trial):")
     print(format_reference_table({"gridworld": refs}))
@@ -233,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train VariBASeD on GridNavi at a small budget and evaluate it")
     demo.add_argument("--out", default="runs/demo")
-    demo.add_argument("--steps", type=int, default=int(os.environ.get("VARIBASED_DEMO_STEPS", 300_000)))
+    demo.add_argument("--steps", type=int, help=f"env steps (default ${DEMO_STEPS_ENV} or 300000)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--resume", action="store_true")
     demo.set_defaults(func=_cmd_demo)
@@ -245,10 +303,17 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
     args = build_parser().parse_args(argv)
     try:
+        _check_environment()
         return args.func(args)
     except CliError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except CliInterrupted as error:
+        print(str(error), file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted (nothing after the last checkpoint was kept)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -131,6 +131,7 @@ class EMConfig:
         check.choice("EMConfig", "value_targets", self.value_targets, ("acting", "current"))
         if self.window and self.value_targets != "acting":
             raise ValueError("EMConfig.value_targets='current' needs window=0 (whole replayed trials)")
+        self.planner.check_memory(self.num_envs, planning_node_bytes(self.belief))
         if self.window and not guides.family(self.belief).supports_windows:
             raise ValueError(f"EMConfig.window > 0 needs a guide that supports windows, e.g. 'diagonal' (the "
                              f"{self.belief.guide!r} guide sums its factors from the trial's start, which a "
@@ -150,6 +151,23 @@ class EMConfig:
     def belief_config(self) -> BeliefConfig:
         """The learned model's configuration (``self.belief``)."""
         return self.belief
+
+
+def planning_node_bytes(belief: BeliefConfig) -> int:
+    """Bytes of one planner particle with one nested task particle (float32): the S5 carry
+    (complex, per layer), the features and heads, the latent and its decoder activations."""
+    floats = (2 * belief.state_size * belief.num_layers + belief.hidden_size + belief.head_hidden
+              + belief.input_hidden + 2 * belief.latent_dim + sum(belief.decoder_hidden))
+    return 4 * floats
+
+
+def check_budget(task: Task, config: EMConfig, num_envs: int, limit: int | None = None) -> None:
+    """Refuse, before any work, a planning budget that cannot run: a depth beyond the trial
+    or a planning call over ``num_envs`` environments whose memory estimate exceeds ``limit``."""
+    if config.planner.depth > task.trial_length:
+        raise ValueError(f"EMConfig.planner.depth ({config.planner.depth}) exceeds the task's trial length "
+                         f"({task.trial_length})")
+    config.planner.check_memory(num_envs, planning_node_bytes(config.belief), limit)
 
 
 class EMState(NamedTuple):
@@ -198,6 +216,7 @@ def make_trainer(task: Task, config: EMConfig) -> Trainer:
     if config.planner.outcome == "enumerate" and not task.categorical_rewards:
         raise ValueError(f"EMConfig.planner.outcome='enumerate' needs categorical rewards; task "
                          f"{task.name!r} has continuous rewards: use 'sample' or 'expected'")
+    check_budget(task, config, config.num_envs)
     if config.window > task.trial_length:
         raise ValueError(f"EMConfig.window ({config.window}) exceeds the task's trial length "
                          f"({task.trial_length})")

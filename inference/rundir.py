@@ -3,16 +3,21 @@ checks made before anything is compiled.
 
 A run directory holds::
 
-    config.json          the resolved configuration (task, agent, budget, agent config)
-    metrics.csv          one row per training iteration
+    config.json          the resolved configuration (task, agent, budget, agent config), its
+                         ``format`` and ``identity`` (sha256 of the identity fields); written
+                         once, never rewritten on resume
+    metrics.csv          one row per training iteration (append-only while the lock is held)
     evaluations.json     every evaluation: env steps, wall-clock, per-trial returns, score
-    checkpoint.npz       the latest good state (atomic; see inference.checkpoint)
+                         (valid JSON: a missing figure is null)
+    checkpoint.npz       the latest good state (atomic; see inference.checkpoint), with the
+                         run's identity in its metadata
     learning_curve.png   return vs environment steps with the reference lines
     trial.png            one held-out trial: paths and beliefs (inference.trial_pictures)
     diagnostics.png      loss terms, planner ESS, target entropy, value vs return
     trial.png            one held-out trial; diagnostics.png: training diagnostics
                          (inference.pictures, at the end and at checkpoints)
     fault.json           only when training stopped on a non-finite value
+    .lock                held by the one process that writes (:class:`RunLock`)
 
 An agent's configuration is stored nested (:mod:`varibased.inference.configs`); a flat one
 written by version 1 is translated on load, and two configurations are compared after that
@@ -21,35 +26,38 @@ translation.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
+import hashlib
 import itertools
 import json
+import math
 import pathlib
 from typing import Any
 
+import numpy as np
+
 from varibased.inference import agents, checkpoint
+from varibased.inference.runfiles import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    CURVE_FILE,
+    EVALUATIONS_FILE,
+    FAULT_FILE,
+    FORMAT,
+    IDENTITY_FIELDS,
+    LOCK_FILE,
+    METRICS_FILE,
+    NonFiniteError,
+    RunError,
+)
+from varibased.inference.runlock import RunLock, _held_by_other, check_output_path
+from varibased.inference.runlog import RunLog, json_safe, read_evaluations, read_metrics
 from varibased.models import validation as check
 
-__all__ = ["RunConfig", "RunError", "NonFiniteError", "RunLog", "check_run_dir", "load_run",
-           "resume_or_fresh", "CONFIG_FILE", "METRICS_FILE", "EVALUATIONS_FILE", "CHECKPOINT_FILE",
-           "CURVE_FILE", "FAULT_FILE"]
-
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.csv"
-EVALUATIONS_FILE = "evaluations.json"
-CHECKPOINT_FILE = "checkpoint.npz"
-CURVE_FILE = "learning_curve.png"
-FAULT_FILE = "fault.json"
-
-
-class RunError(RuntimeError):
-    """A run cannot start or continue (bad directory, mismatched resume)."""
-
-
-class NonFiniteError(RuntimeError):
-    """Training produced a non-finite loss or parameter; the last good checkpoint is kept."""
-
+__all__ = ["RunConfig", "RunError", "NonFiniteError", "RunLog", "RunLock", "check_run_dir", "load_run",
+           "resume_or_fresh", "run_identity", "check_checkpoint_identity", "json_safe", "check_output_path",
+           "CONFIG_FILE", "METRICS_FILE", "EVALUATIONS_FILE", "CHECKPOINT_FILE", "CURVE_FILE", "FAULT_FILE",
+           "LOCK_FILE", "FORMAT", "IDENTITY_FIELDS"]
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
@@ -87,6 +95,10 @@ class RunConfig:
         for name in ("agent_config", "task_config"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"RunConfig.{name} must be a dict, got {getattr(self, name)!r}")
+            check.set_fields(self, **{name: _plain_json(f"RunConfig.{name}", getattr(self, name))})
+        if isinstance(self.eval_trials, int | np.integer) and not isinstance(self.eval_trials, bool) \
+                and self.eval_trials == 1:
+            raise ValueError("RunConfig.eval_trials must be >= 2 (a standard error needs two trials), got 1")
         check.set_fields(
             self,
             num_env_steps=check.positive_int("RunConfig", "num_env_steps", self.num_env_steps),
@@ -98,70 +110,109 @@ class RunConfig:
         )
 
     def to_json(self) -> dict[str, Any]:
+        """The fields as JSON-able values (as config.json stores them, without identity)."""
         return dataclasses.asdict(self)
 
+    def to_saved_json(self) -> dict[str, Any]:
+        """config.json of a new run: the fields, ``format`` and ``identity``."""
+        saved = {**json.loads(json.dumps(self.to_json())), "format": FORMAT}
+        return {**saved, "identity": run_identity(saved)}
 
-class RunLog:
-    """metrics.csv and evaluations.json of a run, truncated to the checkpoint on resume."""
 
-    def __init__(self, run_dir: pathlib.Path, resume_iteration: int | None, resume_steps: int | None):
-        self.metrics_path = run_dir / METRICS_FILE
-        self.evaluations_path = run_dir / EVALUATIONS_FILE
-        self.rows: list[dict[str, Any]] = []
-        self.evaluations: list[dict[str, Any]] = []
-        if resume_iteration is not None:
-            if self.metrics_path.exists():
-                with self.metrics_path.open() as handle:
-                    self.rows = [r for r in csv.DictReader(handle) if int(r["iteration"]) <= resume_iteration]
-            if self.evaluations_path.exists():
-                self.evaluations = [e for e in json.loads(self.evaluations_path.read_text())
-                                    if e["env_steps"] <= resume_steps]
-        self._write_metrics()
-        self._write_evaluations()
+def _plain_json(name: str, value: Any) -> Any:
+    """``value`` with numpy scalars as Python numbers (and tuples as lists); a ValueError naming
+    ``name`` if it holds anything JSON cannot store (or a non-finite float)."""
+    def plain(x):
+        if isinstance(x, dict):
+            if not all(isinstance(k, str) for k in x):
+                raise ValueError(f"{name} must have string keys, got {sorted(map(repr, x))}")
+            return {k: plain(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return type(x)(plain(v) for v in x)
+        if isinstance(x, np.bool_):
+            return bool(x)
+        if isinstance(x, np.integer):
+            return int(x)
+        if isinstance(x, np.floating):
+            return float(x)
+        if x is None or isinstance(x, str | bool | int | float):
+            if isinstance(x, float) and not math.isfinite(x):
+                raise ValueError(f"{name} holds a non-finite number {x!r}")
+            return x
+        raise ValueError(f"{name} holds {x!r} of type {type(x).__name__}, which JSON cannot store")
 
-    def _write_metrics(self) -> None:
-        if not self.rows:
-            self.metrics_path.write_text("")
-            return
-        tmp = self.metrics_path.with_suffix(".tmp")
-        with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(self.rows[0]))
-            writer.writeheader()
-            writer.writerows(self.rows)
-        tmp.replace(self.metrics_path)
+    return plain(value)
 
-    def _write_evaluations(self) -> None:
-        tmp = self.evaluations_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.evaluations))
-        tmp.replace(self.evaluations_path)
 
-    def add_row(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        if len(self.rows) == 1:
-            self._write_metrics()
-        else:
-            with self.metrics_path.open("a", newline="") as handle:
-                csv.DictWriter(handle, fieldnames=list(self.rows[0])).writerow(row)
+def run_identity(saved: dict[str, Any]) -> str:
+    """The identity of a run: its stored ``identity``, else the sha256 of its identity fields
+    as stored (:data:`IDENTITY_FIELDS`; a config without ``format`` is format 1)."""
+    if isinstance(saved.get("identity"), str):
+        return saved["identity"]
+    fields = {k: saved.get(k, 1 if k == "format" else None) for k in IDENTITY_FIELDS}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
-    def add_evaluation(self, evaluation: dict[str, Any]) -> None:
-        self.evaluations.append(evaluation)
-        self._write_evaluations()
+
+def check_checkpoint_identity(path: pathlib.Path, saved: dict[str, Any], metadata: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose identity is not the run's (a checkpoint of another seed or
+    config swapped in). A checkpoint without identity is accepted only in a run whose
+    config.json has none (written before identities existed)."""
+    from varibased.inference.checkpoint import CheckpointError
+
+    theirs = metadata.get("identity")
+    if theirs is None:
+        if "identity" in saved:
+            raise CheckpointError(f"{path} carries no run identity, but this run has one: a checkpoint "
+                                  "from another run directory?")
+        return
+    ours = run_identity(saved)
+    if theirs != ours:
+        raise CheckpointError(f"{path} belongs to another run (identity {str(theirs)[:12]}..., this run's "
+                              f"{ours[:12]}...): a checkpoint of another seed or config; nothing was changed")
+
+
+def checkpoint_position(path: pathlib.Path, metadata: dict[str, Any]) -> tuple[int, int, float]:
+    """``(iteration, env_steps, wall_seconds)`` from a checkpoint's metadata, type-checked."""
+    from varibased.inference.checkpoint import CheckpointError
+
+    values = [metadata.get(k) for k in ("iteration", "env_steps", "wall_seconds")]
+    ints_ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values[:2])
+    wall_ok = isinstance(values[2], int | float) and not isinstance(values[2], bool) \
+        and math.isfinite(values[2])
+    if not (ints_ok and wall_ok):
+        raise CheckpointError(f"{path}: its metadata needs non-negative int iteration and env_steps and a "
+                              f"finite wall_seconds, got {values}")
+    return values[0], values[1], float(values[2])
+
+
+def _entries(run_dir: pathlib.Path) -> list[pathlib.Path]:
+    """The files of a run directory, its lock files aside."""
+    return [p for p in run_dir.iterdir() if not p.name.startswith(LOCK_FILE)]
 
 
 def check_run_dir(run_dir: str | pathlib.Path, config: RunConfig, resume: bool, *,
                   check_checkpoint: bool = True) -> None:
     """Check, before anything is compiled, that ``run_dir`` can hold (or continue) this run.
 
+    A resume needs config.json of the same config, a checkpoint.npz whose header and identity
+    are this run's, and logs that parse.
+
     Raises:
-        RunError: the directory is a file, holds another run (without ``resume``), has no
-            run or a run of another config (with ``resume``), or its checkpoint is unreadable.
+        RunError: the path cannot be a directory, another live process holds the run's lock,
+            the directory holds another run (without ``resume``), has no run, no checkpoint,
+            a run of another config or a damaged log (with ``resume``), or its checkpoint is
+            unreadable or of another run.
     """
     run_dir = pathlib.Path(run_dir)
     config_path = run_dir / CONFIG_FILE
     if run_dir.exists() and not run_dir.is_dir():
         raise RunError(f"{run_dir} is a file, not a run directory; choose another --out")
+    check_output_path(run_dir, "--out", directory=True)
+    if run_dir.exists():
+        _held_by_other(run_dir)
     if not resume:
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if run_dir.exists() and _entries(run_dir):
             raise RunError(
                 f"{run_dir} already holds files (another run?); pass --resume to continue it "
                 "or choose another --out; nothing was overwritten"
@@ -169,15 +220,29 @@ def check_run_dir(run_dir: str | pathlib.Path, config: RunConfig, resume: bool, 
         return
     if not config_path.exists():
         raise RunError(f"cannot resume: {config_path} does not exist")
-    differing = _differing_fields(load_run(run_dir), config)
+    saved = load_run(run_dir)
+    differing = _differing_fields(saved, config)
     if differing:
         raise RunError(f"cannot resume {run_dir}: its config differs in " + "; ".join(differing))
     ckpt_path = run_dir / CHECKPOINT_FILE
-    if check_checkpoint and ckpt_path.exists():
+    if check_checkpoint:
+        require_checkpoint(ckpt_path)
+    read_metrics(run_dir / METRICS_FILE)
+    read_evaluations(run_dir / EVALUATIONS_FILE)
+    if check_checkpoint:
         try:
-            checkpoint.read_metadata(ckpt_path)
+            metadata = checkpoint.read_metadata(ckpt_path)
+            check_checkpoint_identity(ckpt_path, saved, metadata)
+            checkpoint_position(ckpt_path, metadata)
         except checkpoint.CheckpointError as error:
             raise RunError(f"cannot resume: {error}") from error
+
+
+def require_checkpoint(ckpt_path: pathlib.Path) -> None:
+    """A resume needs a checkpoint: raise :class:`RunError` (nothing changed) without one."""
+    if not ckpt_path.exists():
+        raise RunError(f"cannot resume: {ckpt_path} does not exist (the run stopped before its first "
+                       "checkpoint?); start a new run in another --out; nothing was changed")
 
 
 def _differing_fields(saved: dict[str, Any], config: RunConfig) -> list[str]:
@@ -209,7 +274,7 @@ def resume_or_fresh(run_dir: str | pathlib.Path, config: RunConfig) -> tuple[pat
     base = pathlib.Path(run_dir)
     for n in itertools.count(1):
         path = base if n == 1 else base.with_name(f"{base.name}-{n}")
-        if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        if not path.exists() or (path.is_dir() and not _entries(path)):
             return path, False
         if (path / CONFIG_FILE).exists():
             try:
@@ -221,7 +286,12 @@ def resume_or_fresh(run_dir: str | pathlib.Path, config: RunConfig) -> tuple[pat
 
 
 def load_run(run_dir: str | pathlib.Path) -> dict[str, Any]:
-    """The saved config of a run directory (raises :class:`RunError` when absent)."""
+    """The saved config of a run directory, with its fields' types checked (the task and the
+    agent config themselves are checked where they are built).
+
+    Raises:
+        RunError: no config.json, not JSON, or a field missing or of the wrong type (named).
+    """
     path = pathlib.Path(run_dir) / CONFIG_FILE
     if not path.exists():
         raise RunError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
@@ -231,4 +301,16 @@ def load_run(run_dir: str | pathlib.Path) -> dict[str, Any]:
         raise RunError(f"{path} is corrupt (not JSON: {error})") from error
     if not isinstance(saved, dict) or not {"task", "agent", "agent_config"} <= set(saved):
         raise RunError(f"{path} is not a varibased run config (needs task, agent, agent_config)")
+    problems = [f"{k} must be a non-empty string, got {saved[k]!r}" for k in ("task", "agent")
+                if not isinstance(saved[k], str) or not saved[k]]
+    problems += [f"{k} must be a JSON object, got {saved[k]!r}" for k in ("agent_config", "task_config")
+                 if not isinstance(saved.get(k, {}), dict)]
+    seed = saved.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        problems.append(f"seed must be an int in [0, 2**32), got {seed!r}" if "seed" in saved
+                        else "seed is missing")
+    if "identity" in saved and not isinstance(saved["identity"], str):
+        problems.append(f"identity must be a string, got {saved['identity']!r}")
+    if problems:
+        raise RunError(f"{path}: " + "; ".join(problems))
     return saved

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import math
 import pathlib
+import signal
+import threading
 import time
 from typing import Any
 
@@ -31,20 +33,55 @@ from varibased.inference.rundir import (
     NonFiniteError,
     RunConfig,
     RunError,
+    RunLock,
     RunLog,
+    check_checkpoint_identity,
     check_run_dir,
+    checkpoint_position,
+    json_safe,
     load_run,
+    require_checkpoint,
     resume_or_fresh,
+    run_identity,
 )
 from varibased.inference.trainer import Trainer
 from varibased.models import registry
 from varibased.models.rollout import run_trials
-from varibased.models.task import Task
+from varibased.models.task import Task, TaskError
 from varibased.planning.references import normalized_scores, references
 
 __all__ = ["run", "train", "evaluate_state", "evaluate_run", "RunConfig", "RunError", "NonFiniteError",
+           "TrainingInterrupted",
            "load_run", "check_run_dir", "resume_or_fresh", "CONFIG_FILE", "METRICS_FILE",
            "EVALUATIONS_FILE", "CHECKPOINT_FILE", "CURVE_FILE", "FAULT_FILE"]
+
+
+class TrainingInterrupted(RunError):
+    """Training stopped on SIGINT (Ctrl-C) at an iteration boundary; the checkpoint of the last
+    completed iteration is saved and the run can be resumed."""
+
+
+class _StopOnSigint:
+    """While active (main thread only), the first SIGINT sets :attr:`requested` so the loop
+    stops at the next iteration boundary; a second one interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _finite_tree(tree: Any) -> jax.Array:
@@ -78,23 +115,37 @@ def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 
         RunError: not a run, an unreadable config, or bad overrides.
         checkpoint.CheckpointError: a missing, corrupt or foreign checkpoint.
     """
+    trials = _check_count("trials", trials, minimum=2)
+    reference_trials = _check_count("reference_trials", reference_trials, minimum=2)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**32:
+        raise RunError(f"seed must be an int in [0, 2**32), got {seed!r}")
     saved = load_run(run_dir)
+    config_path = pathlib.Path(run_dir) / CONFIG_FILE
     try:
         config = agents.config_from_json(saved["agent"], saved["agent_config"])
         config = configs.replace(config, {configs.canonical_path(saved["agent"], type(config), k): v
                                           for k, v in (overrides or {}).items()})
     except (ValueError, TypeError) as error:
-        raise RunError(str(error)) from error
+        raise RunError(f"{config_path}: {error}") from error
     ckpt_path = pathlib.Path(run_dir) / CHECKPOINT_FILE
-    checkpoint.read_metadata(ckpt_path)  # a missing or foreign file: before any set-up
-    task = registry.make(saved["task"], **saved.get("task_config", {}))
-    trainer = agents.make_trainer(saved["agent"], task, config)
-    state, _ = checkpoint.load(ckpt_path, jax.jit(trainer.init)(jax.random.key(saved.get("seed", 0))))
+    # A missing, foreign or swapped file: before any set-up.
+    check_checkpoint_identity(ckpt_path, saved, checkpoint.read_metadata(ckpt_path))
+    try:
+        task = registry.make(saved["task"], **saved.get("task_config", {}))
+    except TaskError as error:
+        raise RunError(f"{config_path}: {error}") from error
+    try:
+        agents.check_budget(saved["agent"], task, config, trials)
+        trainer = agents.make_trainer(saved["agent"], task, config)
+    except (ValueError, TypeError) as error:
+        raise RunError(str(error)) from error
+    state, _ = checkpoint.load(ckpt_path, jax.jit(trainer.init)(jax.random.key(saved["seed"])))
     returns = evaluate_state(task, trainer, state, trials, seed)
     score, score_se = normalized_scores(returns, references(saved["task"], num_trials=reference_trials))
-    return {"mean_return": float(returns.mean()), "se": float(returns.std(ddof=1) / len(returns) ** 0.5),
-            "normalized_score": score, "normalized_score_se": score_se,
-            "config": agents.config_to_json(config), "trials": trials}
+    return json_safe({"mean_return": float(returns.mean()),
+                      "se": float(returns.std(ddof=1) / len(returns) ** 0.5),
+                      "normalized_score": score, "normalized_score_se": score_se,
+                      "config": agents.config_to_json(config), "trials": trials})
 
 
 def run(task_name: str, agent: str, overrides: dict[str, Any] | None = None, steps: int = 100_000,
@@ -139,6 +190,7 @@ def run(task_name: str, agent: str, overrides: dict[str, Any] | None = None, ste
         )
     except (ValueError, TypeError) as error:
         raise RunError(str(error)) from error
+    reference_trials = _check_count("reference_trials", reference_trials, minimum=2)
     run_dir = pathlib.Path(run_dir or f"runs/{agent}-{task_name}-seed{seed}")
     if resume == "auto":
         run_dir, resume = resume_or_fresh(run_dir, run_config)
@@ -146,10 +198,21 @@ def run(task_name: str, agent: str, overrides: dict[str, Any] | None = None, ste
         raise RunError(f"resume must be True, False or 'auto', got {resume!r}")
     check_run_dir(run_dir, run_config, resume)
     task = registry.make(task_name)
-    trainer = agents.make_trainer(agent, task, config)
-    refs = references(task_name, num_trials=reference_trials)
-    summary = train(run_dir, run_config, task, trainer, refs, resume=resume, progress=progress)
+    try:
+        agents.check_budget(agent, task, config, run_config.eval_trials)
+        trainer = agents.make_trainer(agent, task, config)
+    except (ValueError, TypeError) as error:
+        raise RunError(str(error)) from error
+    with RunLock(run_dir):
+        refs = references(task_name, num_trials=reference_trials)
+        summary = train(run_dir, run_config, task, trainer, refs, resume=resume, progress=progress)
     return {**summary, "run_dir": str(run_dir)}
+
+
+def _check_count(name: str, value: Any, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not minimum <= value < 2**31:
+        raise RunError(f"{name} must be an int in [{minimum}, 2**31), got {value!r}")
+    return int(value)
 
 
 def _evaluator(task: Task, trainer: Trainer, num_trials: int, eval_seed: int):
@@ -173,22 +236,42 @@ def train(
 ) -> dict[str, Any]:
     """Train, evaluate and checkpoint into ``run_dir``; returns the run's summary.
 
+    The run directory's lock is held throughout (:class:`~varibased.inference.rundir.RunLock`).
+    A resume loads checkpoint.npz (its identity must be the run's), never rewrites config.json,
+    and moves log entries after the checkpoint aside (:class:`RunLog`). On SIGINT the loop
+    stops at the next iteration boundary and saves that iteration's checkpoint.
+
     Raises:
-        RunError: the directory holds another run (without ``resume``), or the resumed run's
-            config differs.
+        RunError: the directory holds another run (without ``resume``), is locked by another
+            process, or the resumed run's config differs, has no checkpoint or a damaged log.
+        checkpoint.CheckpointError: the checkpoint is unreadable, of another run, or non-finite.
+        TrainingInterrupted: SIGINT; the checkpoint of the last completed iteration is saved.
         NonFiniteError: a loss or parameter went non-finite (the last good checkpoint and a
             ``fault.json`` report are kept).
     """
     run_dir = pathlib.Path(run_dir)
     check_run_dir(run_dir, config, resume, check_checkpoint=False)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    state = jax.jit(trainer.init)(jax.random.key(config.seed))
+    with RunLock(run_dir), _StopOnSigint() as stop:
+        return _train_locked(run_dir, config, task, trainer, refs, resume, progress, stop)
+
+
+def _train_locked(run_dir, config, task, trainer, refs, resume, progress, stop) -> dict[str, Any]:
+    check_run_dir(run_dir, config, resume, check_checkpoint=False)  # again, now that we hold the lock
     iteration, env_steps, wall_offset = 0, 0, 0.0
     ckpt_path = run_dir / CHECKPOINT_FILE
-    if resume and ckpt_path.exists():
-        state, meta = checkpoint.load(ckpt_path, state)
-        iteration, env_steps, wall_offset = meta["iteration"], meta["env_steps"], meta["wall_seconds"]
-    (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2))
+    if resume:  # config.json is never rewritten; the checkpoint must be this run's
+        require_checkpoint(ckpt_path)
+        saved = load_run(run_dir)
+        meta = checkpoint.read_metadata(ckpt_path)
+        check_checkpoint_identity(ckpt_path, saved, meta)
+        iteration, env_steps, wall_offset = checkpoint_position(ckpt_path, meta)
+    state = jax.jit(trainer.init)(jax.random.key(config.seed))
+    if resume:
+        state, _ = checkpoint.load(ckpt_path, state)
+    else:
+        saved = config.to_saved_json()
+        (run_dir / CONFIG_FILE).write_text(json.dumps(saved, indent=2))
+    identity = run_identity(saved)
     log = RunLog(run_dir, iteration if resume else None, env_steps if resume else None)
 
     compile_start = time.perf_counter()
@@ -205,7 +288,7 @@ def train(
     def save(state, iteration, env_steps, wall):
         checkpoint.save(ckpt_path, state, {
             "iteration": iteration, "env_steps": env_steps, "wall_seconds": wall,
-            "config": config.to_json(),
+            "config": config.to_json(), "identity": identity,
         })
 
     def run_evaluation(state, env_steps, wall):
@@ -230,6 +313,11 @@ def train(
         last_score = run_evaluation(state, 0, 0.0)
     try:
         while iteration < total_iterations:
+            if stop.requested:
+                save(state, iteration, env_steps, wall_offset + time.perf_counter() - start)
+                raise TrainingInterrupted(
+                    f"interrupted: the checkpoint of iteration {iteration} ({env_steps} env steps) is "
+                    f"saved in {ckpt_path}; continue with the same command and --resume --out {run_dir}")
             new_state, metrics = step_fn(state)
             metrics = {k: float(v) for k, v in metrics.items()}
             bad = [k for k, v in metrics.items() if not math.isfinite(v)]

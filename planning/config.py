@@ -112,6 +112,19 @@ class PlannerConfig:
         """Nested model evaluations per planning call: ``K * K_omega * D``."""
         return self.num_particles * self.num_nested * self.depth
 
+    def memory_bytes(self, num_envs: int, node_bytes: int) -> int:
+        """Estimated memory of one planning call over ``num_envs`` environments: ``num_envs x
+        K x K_omega x node_bytes`` (``node_bytes``: a node and one nested particle's decoding;
+        the depth is a ``lax.scan``, so it does not multiply the memory)."""
+        return int(num_envs) * self.num_particles * self.num_nested * int(node_bytes)
+
+    def check_memory(self, num_envs: int, node_bytes: int, limit: int | None = None) -> int:
+        """:meth:`memory_bytes`, or a ValueError with the estimate when it exceeds ``limit``
+        (default :func:`varibased.models.validation.memory_limit`)."""
+        what = (f"planning with K={self.num_particles} x K_omega={self.num_nested} over {num_envs} "
+                "environments")
+        return check.check_memory("PlannerConfig", what, self.memory_bytes(num_envs, node_bytes), limit)
+
     def replace(self, **changes) -> PlannerConfig:
         """A validated copy with some fields changed."""
         return dataclasses.replace(self, **changes)
