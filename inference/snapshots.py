@@ -96,13 +96,13 @@ def load_params_snapshots(run_dir: str | pathlib.Path, template: Any = None, *,
 
     Raises:
         inference.checkpoint.CheckpointError: a snapshot is unreadable or of another structure.
-        inference.runner.RunError: the directory holds no run (when ``template`` is ``None``).
+        inference.rundir.RunError: the directory holds no run (when ``template`` is ``None``).
     """
     paths = snapshot_paths(run_dir)
     if last_only:
         paths = paths[-1:]
     if paths and template is None:
-        from varibased.inference.runner import load_run
+        from varibased.inference.rundir import load_run
 
         template = params_template(load_run(run_dir))
     return [(steps, load_params_snapshot(path, template)[0]) for steps, path in paths]
