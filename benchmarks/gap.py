@@ -61,7 +61,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from varibased.inference import agents, checkpoint, runner, snapshots  # noqa: E402
+from varibased.inference import agents, checkpoint, configs, runner, snapshots  # noqa: E402
 from varibased.inference.em import policy_agent  # noqa: E402
 from varibased.models import gridworld_dp, registry  # noqa: E402
 from varibased.models.rollout import run_trial  # noqa: E402
@@ -394,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--vstar-histories", type=int, help="histories subsampled for V* (2000)")
     parser.add_argument("--belief-samples", type=int, default=32, help="draws of q for belief_tv")
     parser.add_argument("--chunk", type=int, default=126, help="trials per jitted call")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                        help="evaluation-time planner setting in every column, e.g. "
+                             "planner.outcome=enumerate (repeatable; planner fields only)")
     return parser
 
 
@@ -406,6 +409,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _with_planner_settings(run: Run, items: list[str]) -> Run:
+    """``run`` with evaluation-time planner settings (``planner.FIELD=VALUE``) applied."""
+    changes = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        try:
+            path = configs.canonical_path("varibased", type(run.config), key.strip())
+        except ValueError as error:
+            raise GapError(f"--set: {error}") from error
+        if not sep or not path.startswith("planner."):
+            raise GapError(f"--set expects planner.FIELD=VALUE (a planner setting), got {item!r}")
+        try:
+            changes[path] = json.loads(raw)
+        except json.JSONDecodeError:
+            changes[path] = raw
+    if not changes:
+        return run
+    try:
+        return dataclasses.replace(run, config=configs.replace(run.config, changes))
+    except (ValueError, TypeError) as error:
+        raise GapError(f"--set: {error}") from error
+
+
 def _main(args, argv) -> int:
     start = time.perf_counter()
     args.particles = args.particles or ([16] if args.smoke else [16, 64, 256])
@@ -413,7 +439,7 @@ def _main(args, argv) -> int:
     args.vstar_histories = args.vstar_histories or (20 if args.smoke else 2000)
     if args.per_goal < 2 and not args.smoke:
         raise GapError(f"--per-goal must be >= 2 (standard errors), got {args.per_goal}")
-    runs = [open_run(path) for path in args.run]
+    runs = [_with_planner_settings(open_run(path), args.set) for path in args.run]
     first = runs[0]
     for run in runs[1:]:
         if run.config.planner_config(True) != first.config.planner_config(True) \

@@ -73,3 +73,19 @@ def test_belief_accuracy_refuses_bad_options_before_any_run(tmp_path, argv, mess
     with pytest.raises(SystemExit, match=message):
         belief_accuracy.main(["--out", str(out), *argv])
     assert not out.exists()
+
+
+def test_planning_step_smoke_writes_scores_and_refuses_bad_options(tmp_path, capsys):
+    import planning_step
+
+    out = tmp_path / "ps.json"
+    result = planning_step.main(["--out", str(out), "--particles", "2", "--variants", "baseline,stratified",
+                                 "--per-goal", "2"])
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(result)) and set(saved["scores"]) == {"baseline", "stratified"}
+    assert saved["settings"]["trials"] == 42 and out.with_suffix(".png").stat().st_size > 1000
+    for entry in (saved["scores"][v]["2"] for v in saved["scores"]):
+        assert -0.5 < entry["score"] < 1.2 and entry["se"] > 0
+    with pytest.raises(SystemExit) as exit_info:
+        planning_step.main(["--out", str(tmp_path / "x.json"), "--variants", "magic"])
+    assert exit_info.value.code == 2 and "unknown variants ['magic']" in capsys.readouterr().err

@@ -124,7 +124,8 @@ def test_cli_plot_rejects_a_directory_that_is_not_a_run(runs, tmp_path, capsys):
     assert err.startswith("error:") and "not a run directory" in err
     empty = tmp_path / "empty-run"
     empty.mkdir()
-    (empty / "config.json").write_text(json.dumps({"task": "t", "agent": "a", "agent_config": {}}))
+    (empty / "config.json").write_text(json.dumps({"task": "t", "agent": "a", "agent_config": {}, "seed": 0,
+                                                 "task_config": {}}))
     assert cli.main(["plot", str(empty), "--out", str(tmp_path / "y.png")]) == 2
     assert "no evaluations" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
