@@ -58,7 +58,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro import handlers
@@ -169,44 +168,34 @@ class BeliefConfig:
     heads_encoder_gradient: float = 1.0
 
     def __post_init__(self) -> None:
-        check.choice("BeliefConfig", "value_transform", self.value_transform, VALUE_TRANSFORMS)
-        check.set_fields(self, heads_encoder_gradient=check.number(
-            "BeliefConfig", "heads_encoder_gradient", self.heads_encoder_gradient, low=0.0, high=1.0))
-        for name in ("latent_dim", "hidden_size", "state_size", "num_layers", "head_hidden",
-                     "factor_rank"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"BeliefConfig.{name} must be a positive int, got {value!r}")
+        owner = "BeliefConfig"
         hidden = tuple(self.decoder_hidden)
-        if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
-            raise ValueError(
-                f"BeliefConfig.decoder_hidden must be a non-empty tuple of positive ints, got {hidden!r}"
-            )
-        object.__setattr__(self, "decoder_hidden", hidden)
+        if not hidden:
+            raise ValueError(f"BeliefConfig.decoder_hidden must be a non-empty tuple of positive ints, "
+                             f"got {hidden!r}")
         inputs = tuple(self.decoder_inputs)
         if len(set(inputs)) != len(inputs) or not set(inputs) <= set(DECODER_INPUTS):
             raise ValueError(
-                f"BeliefConfig.decoder_inputs must be distinct names from {DECODER_INPUTS}, got {inputs!r}"
-            )
-        object.__setattr__(self, "decoder_inputs", inputs)
-        if self.decoder not in ("bilinear", "mlp", "linear"):
-            raise ValueError(
-                f"BeliefConfig.decoder must be 'bilinear', 'mlp' or 'linear', got {self.decoder!r}")
-        if self.guide not in GUIDES:
-            raise ValueError(f"BeliefConfig.guide must be one of {GUIDES}, got {self.guide!r}")
-        if self.decode not in ("trial", "past"):
-            raise ValueError(f"BeliefConfig.decode must be 'trial' or 'past', got {self.decode!r}")
-        if self.mode not in ("sequential", "parallel"):
-            raise ValueError(f"BeliefConfig.mode must be 'sequential' or 'parallel', got {self.mode!r}")
-        if not (isinstance(self.step_min, int | float) and isinstance(self.step_max, int | float)
-                and 0 < self.step_min <= self.step_max < np.inf):
-            raise ValueError(f"BeliefConfig needs 0 < step_min <= step_max, got {self.step_min!r}, "
+                f"BeliefConfig.decoder_inputs must be distinct names from {DECODER_INPUTS}, got {inputs!r}")
+        check.set_fields(
+            self, decoder_inputs=inputs,
+            decoder_hidden=tuple(check.positive_int(owner, "decoder_hidden", h) for h in hidden),
+            **{name: check.positive_int(owner, name, getattr(self, name)) for name in (
+                "latent_dim", "hidden_size", "state_size", "num_layers", "head_hidden", "factor_rank")},
+            input_hidden=check.nonnegative_int(owner, "input_hidden", self.input_hidden),
+            decoder=check.choice(owner, "decoder", self.decoder, ("bilinear", "mlp", "linear")),
+            guide=check.choice(owner, "guide", self.guide, GUIDES),
+            decode=check.choice(owner, "decode", self.decode, ("trial", "past")),
+            mode=check.choice(owner, "mode", self.mode, ("sequential", "parallel")),
+            kl_weight=check.number(owner, "kl_weight", self.kl_weight, low=0.0, low_open=True),
+            step_min=check.number(owner, "step_min", self.step_min, low=0.0, low_open=True),
+            step_max=check.number(owner, "step_max", self.step_max, low=0.0, low_open=True),
+            value_transform=check.choice(owner, "value_transform", self.value_transform, VALUE_TRANSFORMS),
+            heads_encoder_gradient=check.number(owner, "heads_encoder_gradient", self.heads_encoder_gradient,
+                                                low=0.0, high=1.0))
+        if self.step_min > self.step_max:
+            raise ValueError(f"BeliefConfig needs step_min <= step_max, got {self.step_min!r}, "
                              f"{self.step_max!r}")
-        if not isinstance(self.kl_weight, int | float) or not 0 < self.kl_weight < np.inf:
-            raise ValueError(f"BeliefConfig.kl_weight must be > 0, got {self.kl_weight!r}")
-        if isinstance(self.input_hidden, bool) or not isinstance(self.input_hidden, int) \
-                or self.input_hidden < 0:
-            raise ValueError(f"BeliefConfig.input_hidden must be an int >= 0, got {self.input_hidden!r}")
 
 
 class BeliefParams(NamedTuple):

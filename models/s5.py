@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from varibased.models import networks
+from varibased.models import validation as check
 
 Array = jax.Array
 
@@ -286,21 +287,19 @@ class EncoderConfig:
     input_hidden: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("input_dim", "hidden_size", "state_size", "num_layers"):
-            value = getattr(self, name)
-            if name == "input_dim" and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"EncoderConfig.{name} must be a positive int, got {value!r}")
-        if isinstance(self.input_hidden, bool) or not isinstance(self.input_hidden, int) \
-                or self.input_hidden < 0:
-            raise ValueError(f"EncoderConfig.input_hidden must be an int >= 0, got {self.input_hidden!r}")
-        if not 0 < self.step_min <= self.step_max:
-            raise ValueError(
-                f"EncoderConfig needs 0 < step_min <= step_max, got {self.step_min}, {self.step_max}"
-            )
-        if self.mode not in ("sequential", "parallel"):
-            raise ValueError(f"EncoderConfig.mode must be 'sequential' or 'parallel', got {self.mode!r}")
+        owner = "EncoderConfig"
+        if self.input_dim is not None:
+            check.set_fields(self, input_dim=check.positive_int(owner, "input_dim", self.input_dim))
+        check.set_fields(
+            self, **{name: check.positive_int(owner, name, getattr(self, name))
+                     for name in ("hidden_size", "state_size", "num_layers")},
+            input_hidden=check.nonnegative_int(owner, "input_hidden", self.input_hidden),
+            mode=check.choice(owner, "mode", self.mode, ("sequential", "parallel")),
+            step_min=check.number(owner, "step_min", self.step_min, low=0.0, low_open=True),
+            step_max=check.number(owner, "step_max", self.step_max, low=0.0, low_open=True))
+        if self.step_min > self.step_max:
+            raise ValueError(f"EncoderConfig needs step_min <= step_max, got {self.step_min}, "
+                             f"{self.step_max}")
 
 
 def encoder_init(rng_key: Array, config: EncoderConfig) -> dict:
