@@ -151,7 +151,8 @@ def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 
 def run(task_name: str, agent: str, overrides: dict[str, Any] | None = None, steps: int = 100_000,
         run_dir: str | pathlib.Path | None = None, resume: bool | str = False, *, seed: int = 0,
         eval_every: int | None = None, eval_trials: int = 512, checkpoint_every: int = 10,
-        reference_trials: int = 2000, progress: bool = True) -> dict[str, Any]:
+        reference_trials: int = 2000, refs: dict[str, Any] | None = None,
+        progress: bool = True) -> dict[str, Any]:
     """Train ``agent`` on ``task_name`` into a run directory: the one way to train.
 
     Everything is checked before references are computed or anything is compiled: the task
@@ -170,6 +171,8 @@ def run(task_name: str, agent: str, overrides: dict[str, Any] | None = None, ste
         seed: training seed.
         eval_every: evaluate every this many env steps (default ``steps // 10``; 0: at the end).
         eval_trials, checkpoint_every, reference_trials, progress: see :class:`RunConfig`.
+        refs: references to normalize the scores with (default: computed by
+            :func:`~varibased.planning.references.references` with ``reference_trials``).
 
     Returns:
         the summary of :func:`train`, with ``"run_dir"``.
@@ -204,7 +207,8 @@ def run(task_name: str, agent: str, overrides: dict[str, Any] | None = None, ste
     except (ValueError, TypeError) as error:
         raise RunError(str(error)) from error
     with RunLock(run_dir):
-        refs = references(task_name, num_trials=reference_trials)
+        if refs is None:
+            refs = references(task_name, num_trials=reference_trials)
         summary = train(run_dir, run_config, task, trainer, refs, resume=resume, progress=progress)
     return {**summary, "run_dir": str(run_dir)}
 

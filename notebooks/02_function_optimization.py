@@ -102,7 +102,7 @@ trainer = agents.make_trainer("varibased", task, config)
 # resume="auto": continue this run if RUN_DIR holds it, else train in a fresh sibling dir
 summary = runner.run(TASK, "varibased", OVERRIDES, NUM_ENV_STEPS, RUN_DIR, resume="auto", seed=SEED,
                      eval_every=max(NUM_ENV_STEPS // (2 if SMOKE else 5), 1), eval_trials=EVAL_TRIALS,
-                     reference_trials=refs["num_trials"], progress=not SMOKE)
+                     refs=refs, progress=not SMOKE)
 RUN_DIR = pathlib.Path(summary["run_dir"])
 print(f"{summary['env_steps']} env steps in {summary['wall_seconds']:.1f} s "
       f"(+ {summary['compile_seconds']:.1f} s compilation); "

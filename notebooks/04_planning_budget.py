@@ -147,7 +147,7 @@ trainer = agents.make_trainer("varibased", task, config)
 # resume="auto": continue this run if RUN_DIR holds it, else train in a fresh sibling dir
 summary = runner.run(TASK, "varibased", OVERRIDES, NUM_ENV_STEPS, RUN_DIR, resume="auto", seed=0,
                      eval_every=max(NUM_ENV_STEPS // 2, 1), eval_trials=EVAL_TRIALS,
-                     reference_trials=refs["num_trials"], progress=not SMOKE)
+                     refs=refs, progress=not SMOKE)
 RUN_DIR = pathlib.Path(summary["run_dir"])
 EVAL_SEED = runner.load_run(RUN_DIR)["eval_seed"]  # the run's held-out trials
 state, _ = checkpoint.load(RUN_DIR / runner.CHECKPOINT_FILE, jax.jit(trainer.init)(jax.random.key(0)))

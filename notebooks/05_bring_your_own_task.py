@@ -189,16 +189,16 @@ figures.show("treasure_belief")
 # task id; we tell the decoder the reward depends only on the action.
 
 # %%
-config = agents.make_config("varibased", "treasure", dict(
-    decoder_inputs=("action",), alpha=0.5, **(dict(num_envs=8, num_particles=4, num_nested=2, depth=2,
-                                                     svi_updates=2, batch_trials=8, replay_trials=16)
-                                                if SMOKE else {}), **SMALL))
+OVERRIDES = dict(decoder_inputs=("action",), alpha=0.5,
+                 **(dict(num_envs=8, num_particles=4, num_nested=2, depth=2, svi_updates=2, batch_trials=8,
+                         replay_trials=16) if SMOKE else {}), **SMALL)
+config = agents.make_config("varibased", "treasure", OVERRIDES)
 trainer = agents.make_trainer("varibased", task, config)
 run_dir = pathlib.Path("runs") / ("05_treasure" + ("_smoke" if SMOKE else ""))
 # the same call as for a built-in task; resume="auto" continues a run of this config
-summary = runner.run("treasure", "varibased", agents.config_to_json(config), EM_STEPS, run_dir, resume="auto",
+summary = runner.run("treasure", "varibased", OVERRIDES, EM_STEPS, run_dir, resume="auto",
                      eval_every=max(EM_STEPS // 4, 1), eval_trials=64 if SMOKE else 512,
-                     reference_trials=refs["num_trials"], progress=not SMOKE)
+                     refs=refs, progress=not SMOKE)
 for e in summary["evaluations"]:
     print(f"{e['env_steps']:7d} env steps: normalized score {e['normalized_score']:.3f} "
           f"± {e['normalized_score_se']:.3f}")
