@@ -43,6 +43,9 @@ TaskParams = Any  # a pytree of arrays: the values of the prior's sample sites
 State = Any  # a pytree of arrays: the task-independent part of the environment state
 Belief = Any  # a pytree of arrays: the sufficient statistics of the exact posterior
 
+#: the longest trial a task may declare (steps; trials are scanned step by step on device)
+MAX_TRIAL_LENGTH = 100_000
+
 __all__ = [
     "Task",
     "TaskError",
@@ -336,6 +339,9 @@ def validate(task: Task) -> None:
         raise TaskError(f"task name must be an identifier-like string, got {name!r}")
     for field in ("num_actions", "obs_dim", "episode_length", "num_episodes"):
         _positive_int(name, field, getattr(task, field))
+    if task.episode_length * task.num_episodes > MAX_TRIAL_LENGTH:
+        raise TaskError(f"task {name!r}: a trial of {task.num_episodes} episodes x {task.episode_length} "
+                        f"steps exceeds {MAX_TRIAL_LENGTH} steps (trials are scanned step by step)")
     for field in _REQUIRED:
         if not callable(getattr(task, field)):
             raise TaskError(f"task {name!r}: {field} must be a function, got {getattr(task, field)!r}")

@@ -67,6 +67,8 @@ REGISTRY_CASES = [
     ("gridworld", dict(episode_length=0), "episode_length must be positive"),
     ("gridworld", dict(excluded=0), "excluded must be >= 1"),
     ("gridworld", dict(colour="red"), "bad arguments"),
+    ("gridworld", dict(num_episodes=10**9), "exceeds 100000 steps"),
+    ("bernoulli_bandit", dict(horizon=10**9), "exceeds 100000 steps"),
     ("bernoulli_bandit", dict(num_arms=0), "num_arms must be a positive int"),
     ("bernoulli_bandit", dict(alpha=[1.0, 2.0, 3.0]), r"alpha must be a scalar or have shape \(2,\)"),
     ("bernoulli_bandit", dict(beta=-1.0), "beta must be positive"),
