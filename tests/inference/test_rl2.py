@@ -40,7 +40,7 @@ def bandit():
         (dict(value_coef="0.5"), "value_coef"),
         (dict(max_grad_norm=0), "max_grad_norm"),
         (dict(state_size=0), "state_size"),
-        (dict(s5_mode="fast"), "mode must be"),
+        (dict(s5_mode="fast"), "mode: unknown value .fast."),
         (dict(normalize_advantages=1), "normalize_advantages"),
     ],
 )
