@@ -79,7 +79,8 @@ def compute_references(task: Task, *, num_trials: int = DEFAULT_TRIALS, seed: in
 
 
 @functools.lru_cache(maxsize=32)
-def _cached(name: str, kwargs: tuple, num_trials: int, seed: int) -> dict[str, Any]:
+def _cached(name: str, revision: int, kwargs: tuple, num_trials: int, seed: int) -> dict[str, Any]:
+    del revision  # part of the key: a task registered again (overwrite=True) is recomputed
     return compute_references(registry.make(name, **dict(kwargs)), num_trials=num_trials, seed=seed)
 
 
@@ -97,7 +98,7 @@ def references(task: str | Task, *, num_trials: int = DEFAULT_TRIALS, seed: int 
     """
     if isinstance(task, Task):
         return compute_references(task, num_trials=num_trials, seed=seed)
-    return _cached(task, tuple(sorted(task_kwargs.items())), num_trials, seed)
+    return _cached(task, registry.revision(task), tuple(sorted(task_kwargs.items())), num_trials, seed)
 
 
 def normalized_score(mean: float, refs: dict[str, Any], se: float = 0.0) -> tuple[float, float]:
