@@ -27,7 +27,7 @@ import numpy as np
 
 from varibased.models import registry
 from varibased.models.rollout import evaluate
-from varibased.models.task import Task
+from varibased.models.task import Task, TaskError
 from varibased.planning import baselines as baseline_registry
 from varibased.planning import reference_agents
 
@@ -72,7 +72,8 @@ def compute_references(task: Task, *, num_trials: int = DEFAULT_TRIALS, seed: in
     elif "oracle" in out:
         out["reference"] = {"agent": "oracle", "mean": out["oracle"]["mean"], "exact": False}
     else:
-        raise ValueError(f"task {task.name!r} provides no reference agent beyond random")
+        raise TaskError(f"task {task.name!r} provides no reference agent beyond random (give it an "
+                        "oracle_action, a bayes_optimal_value or a baseline)")
     out["num_trials"] = num_trials
     out["seed"] = seed
     return out
