@@ -91,11 +91,11 @@ def _parse_sets(items: list[str] | None) -> dict[str, Any]:
 def _check_task(name: str) -> None:
     """A known id, or an import path whose factory builds a valid task (imported now, with the
     current directory on the import path)."""
-    from varibased.inference.cli_help import prepare_task
+    from varibased.inference.runtask import import_from_current_directory
     from varibased.models import registry
     from varibased.models.task import TaskError
 
-    prepare_task(name)
+    import_from_current_directory(name)
     if registry.is_import_path(name):
         try:
             registry.make(name)
@@ -129,7 +129,7 @@ def _references(task_name: str, trials: int, seed: int = 0) -> dict[str, Any]:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from varibased.inference import checkpoint, runner
-    from varibased.inference.cli_help import prepare_task
+    from varibased.inference.runtask import import_from_current_directory
     from varibased.models.task import TaskError
 
     if args.steps is not None and args.steps < 1:
@@ -138,7 +138,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     _check_trials("--eval-trials", args.eval_trials)
     _check_trials("--reference-trials", args.reference_trials)  # --out: runner.run checks it first
     overrides = {**_parse_sets(args.set), **_budget_overrides(args, args.agent)}
-    prepare_task(args.task)
+    import_from_current_directory(args.task)
     try:
         summary = runner.run(args.task, args.agent, overrides, args.steps or 100_000, args.out, args.resume,
                              seed=args.seed, eval_every=args.eval_every, eval_trials=args.eval_trials,
@@ -168,7 +168,7 @@ def _evaluate(run_dir, **kwargs) -> dict[str, Any]:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from varibased.inference import runner
-    from varibased.inference.cli_help import prepare_task
+    from varibased.inference.runtask import import_from_current_directory
 
     if args.trials < 2:
         raise CliError(f"--trials must be >= 2, got {args.trials}")
@@ -181,7 +181,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise CliError(str(error)) from error
     overrides = {**_evaluation_sets(args.set, saved["agent"]), **_budget_overrides(args, saved["agent"])}
     if args.task is not None:
-        prepare_task(args.task)
+        import_from_current_directory(args.task)
     result = _evaluate(args.run_dir, trials=args.trials, seed=args.seed, overrides=overrides, task=args.task)
     print(f"{saved['agent']} on {saved['task']}: return {result['mean_return']:.3f} ± {result['se']:.3f}, "
           f"normalized score {result['normalized_score']:.3f} ± {result['normalized_score_se']:.3f} "

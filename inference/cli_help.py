@@ -7,19 +7,15 @@ library only when a command runs).
   (:func:`varibased.inference.configs.describe`); ``varibased config`` prints it and
   ``varibased train --help`` lists it for every agent.
 * :func:`evaluation_overrides`: ``evaluate --set`` takes planner fields only.
-* :func:`prepare_task`: a task given by import path (``package.module:factory``) is imported
-  with the current directory on the import path, as with ``python -m``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import sys
 from typing import Any
 
-__all__ = ["fields_table", "train_epilog", "FieldsHelp", "evaluation_overrides", "prepare_task"]
+__all__ = ["fields_table", "train_epilog", "FieldsHelp", "evaluation_overrides"]
 
 
 def _one_line(text: str, limit: int = 90) -> str:
@@ -87,10 +83,3 @@ def evaluation_overrides(agent: str, sets: dict[str, Any]) -> dict[str, Any]:
                              f"trained network); train a new run with it. evaluate --set takes {accepted}")
         out[path] = value
     return out
-
-
-def prepare_task(name: str) -> None:
-    """Make a task given by import path importable from the current directory (as
-    ``python -m`` does); built-in and registered ids need nothing."""
-    if ":" in name and os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from varibased.inference import agents, checkpoint, configs, pictures, snapshots
+from varibased.inference import agents, checkpoint, configs, pictures, runtask, snapshots
 from varibased.inference.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -103,9 +103,7 @@ def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 
 
     Args:
         run_dir: a directory written by :func:`run` (``varibased train``).
-        task: the run's task named again; needed for a task given by import path
-            (``package.module:factory``), whose module is imported only when named here (a run
-            directory never makes the library import code on its own).
+        task: the run's task named again: needed for a task by import path (:mod:`.runtask`).
         trials: number of held-out trials.
         seed: seed of the held-out tasks.
         overrides: agent-config changes by dotted path or flat alias, e.g. a planning budget
@@ -116,8 +114,7 @@ def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 
         ``{"mean_return", "se", "normalized_score", "normalized_score_se", "config", "trials"}``.
 
     Raises:
-        RunError: not a run, an unreadable config, bad overrides, or a custom task not named
-            again (or another task named).
+        RunError: not a run, an unreadable config, bad overrides, or a custom task not named again.
         checkpoint.CheckpointError: a missing, corrupt or foreign checkpoint.
     """
     trials = _check_count("trials", trials, minimum=2)
@@ -126,7 +123,7 @@ def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 
         raise RunError(f"seed must be an int in [0, 2**32), got {seed!r}")
     saved = load_run(run_dir)
     config_path = pathlib.Path(run_dir) / CONFIG_FILE
-    task_name = _task_of_run(saved["task"], task, config_path)
+    task_name = runtask.task_of_run(saved["task"], task, config_path)
     try:
         config = agents.config_from_json(saved["agent"], saved["agent_config"])
         config = configs.replace(config, {configs.canonical_path(saved["agent"], type(config), k): v
@@ -166,8 +163,7 @@ def run(task_name: str, agent: str, overrides: dict[str, Any] | None = None, ste
     the run configuration and the directory (another run, or a resume of another config).
 
     Args:
-        task_name: a registered task id, or a factory's import path ``package.module:factory``
-            (recorded as such in config.json).
+        task_name: a registered task id or a factory's import path ``package.module:factory``.
         agent: ``"varibased"`` or ``"rl2"``.
         overrides: agent-config changes on top of the per-task defaults.
         steps: budget of real environment steps.
@@ -188,7 +184,7 @@ def run(task_name: str, agent: str, overrides: dict[str, Any] | None = None, ste
         RunError: a bad input (named) or directory, before any work.
         NonFiniteError: training went non-finite (the last good checkpoint is kept).
     """
-    task = _make_task(task_name)
+    task = runtask.make_task(task_name)
     try:
         config = agents.make_config(agent, task_name, overrides)
         run_config = RunConfig(
@@ -216,27 +212,6 @@ def run(task_name: str, agent: str, overrides: dict[str, Any] | None = None, ste
             refs = references(task_name, num_trials=reference_trials)
         summary = train(run_dir, run_config, task, trainer, refs, resume=resume, progress=progress)
     return {**summary, "run_dir": str(run_dir)}
-
-
-def _make_task(task_name: str, **task_config) -> Task:
-    """The task ``task_name`` (an id or an import path); a :class:`RunError` naming the problem."""
-    try:
-        return registry.make(task_name, **task_config)
-    except TaskError as error:
-        raise RunError(str(error)) from error
-
-
-def _task_of_run(recorded: str, named: str | None, config_path: pathlib.Path) -> str:
-    """The task to evaluate a run on: its recorded task, named again where it is a custom task
-    by import path (never imported on the run directory's word)."""
-    if named is None:
-        if registry.is_import_path(recorded):
-            raise RunError(f"{config_path}: this run's task is the custom task {recorded!r}; its module is "
-                           f"imported only when you name it again: evaluate with --task {recorded}")
-        return recorded
-    if named != recorded:
-        raise RunError(f"task {named!r} is not this run's task {recorded!r} ({config_path})")
-    return named
 
 
 def _check_count(name: str, value: Any, *, minimum: int) -> int:
