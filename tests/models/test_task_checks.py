@@ -72,8 +72,10 @@ def test_a_builtin_id_cannot_be_shadowed():
     assert registry.make("bernoulli_bandit").description.startswith("2-armed Bernoulli bandit")
 
 
-def test_overwrite_invalidates_cached_references(monkeypatch):
-    """The cache is what is tested: the references themselves are faked (no compilation)."""
+def test_overwrite_invalidates_cached_references(monkeypatch, tmp_path):
+    """The cache is what is tested: the references themselves are faked (no compilation), and
+    any cache on disk is a fresh one."""
+    monkeypatch.setenv("VARIBASED_CACHE", str(tmp_path))
     calls = []
 
     def fake(task, *, num_trials, seed):
