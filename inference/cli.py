@@ -299,8 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="varibased",
         description="Variational Bayes-adaptive SMC planning (VariBASeD) in JAX and NumPyro.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Tasks: gridworld, function_optimization, bernoulli_bandit (and any registered). "
-               "Agents: varibased, rl2.",
+        epilog="Tasks: gridworld, function_optimization, bernoulli_bandit (and any registered), or your "
+               "own by import path PKG.MOD:FACTORY. Agents: varibased, rl2. Config fields: "
+               "varibased train --help, varibased config --task T --agent A.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
