@@ -50,7 +50,11 @@ ALIASES: dict[str, dict[str, str]] = {
 #: (task id, agent id) -> defaults by dotted path (everything else: the config class's own)
 TASK_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     # GridNavi's reward depends only on the cell moved into.
-    ("gridworld", "varibased"): {"belief.decoder_inputs": ("moved_obs",), "belief.kl_weight": 0.1},
+    # Enumerated outcomes (issue 15): trained with them, 3 seeds at 3e5 steps scored 0.774 ±
+    # 0.065 against 0.671 ± 0.021 with sampled outcomes, better or equal on every seed, and the
+    # score no longer falls as K grows (README, "The planning step").
+    ("gridworld", "varibased"): {"belief.decoder_inputs": ("moved_obs",), "belief.kl_weight": 0.1,
+                                 "planner.outcome": "enumerate"},
     # The reward of a query depends only on the action; a decoder linear in m (a GP with a
     # learned rank-16 kernel) and the full-covariance "factors" guide, whose family holds the
     # exact posterior (README, "Function optimization").
