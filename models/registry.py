@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from varibased.models.task import Task, TaskError
 
-__all__ = ["register", "make", "names", "unregister"]
+__all__ = ["register", "make", "names", "unregister", "factory"]
 
 _FACTORIES: dict[str, Callable[..., Task]] = {}
 
@@ -85,3 +85,15 @@ def make(name: str, **kwargs) -> Task:
         return _FACTORIES[name](**kwargs)
     except TypeError as error:
         raise TaskError(f"task {name!r}: bad arguments {kwargs}: {error}") from error
+
+
+def factory(name: str) -> Callable[..., Task]:
+    """The factory registered under ``name`` (a built-in is loaded first).
+
+    Raises:
+        TaskError: for an unknown name.
+    """
+    _load_builtin(name)
+    if name not in _FACTORIES:
+        raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(names())}")
+    return _FACTORIES[name]
