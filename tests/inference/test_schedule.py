@@ -169,21 +169,29 @@ def cache(monkeypatch, tmp_path):
     references_module._MEMORY.clear()
 
 
-def test_references_cache_hit_miss_and_corrupt(cache, capsys):
+def test_references_cache_hit_miss_and_corrupt(cache, capsys, monkeypatch):
+    calls = []
+
+    def fake_compute(task, *, num_trials, seed):  # the cache is under test, not the values
+        calls.append((task.name, num_trials, seed))
+        return {**REFS, "num_trials": num_trials, "seed": seed}
+
+    monkeypatch.setattr(references_module, "compute_references", fake_compute)
     first = references_module.references("cached_boxes", num_trials=20, announce=True)
-    assert "computing references for cached_boxes" in capsys.readouterr().err
+    assert "computing references for cached_boxes" in capsys.readouterr().err and len(calls) == 1
     files = list(cache.glob("cached_boxes-*.json"))
     assert len(files) == 1
     references_module._MEMORY.clear()
     second = references_module.references("cached_boxes", num_trials=20, announce=True)
     assert "references for cached_boxes: cached" in capsys.readouterr().err and second == first
+    assert len(calls) == 1
     references_module.references("cached_boxes", num_trials=21)  # another key: another file
-    assert len(list(cache.glob("cached_boxes-*.json"))) == 2
+    assert len(list(cache.glob("cached_boxes-*.json"))) == 2 and len(calls) == 2
     files[0].write_text("{not json")
     references_module._MEMORY.clear()
     third = references_module.references("cached_boxes", num_trials=20, announce=True)
     err = capsys.readouterr().err
-    assert "corrupt" in err and "recomputing" in err and "computing references" in err
+    assert "corrupt" in err and "recomputing" in err and "computing references" in err and len(calls) == 3
     assert third == first and json.loads(files[0].read_text())["references"] == first
 
 
