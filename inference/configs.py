@@ -72,7 +72,7 @@ LEGACY: dict[str, dict[str, Any]] = {
     "BeliefConfig": {"guide": "diagonal", "decoder": "bilinear", "factor_rank": 1,
                      # version 2 (issue 14)
                      "value_transform": "none", "heads_encoder_gradient": 1.0},
-    "EMConfig": {"window": 0, "value_targets": "acting"},
+    "EMConfig": {"window": 0, "value_targets": "acting", "distill_trust": 0.0},
 }
 
 

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from varibased.inference import agents, checkpoint, configs, phases, pictures, schedule, snapshots
+from varibased.inference import agents, checkpoint, configs, phases, pictures, runtask, schedule, snapshots
 from varibased.inference.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -105,11 +105,12 @@ def evaluate_state(task: Task, trainer: Trainer, state: Any, num_trials: int, ev
 
 def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 20_000,
                  overrides: dict[str, Any] | None = None, reference_trials: int = 2000,
-                 progress: bool = False) -> dict[str, Any]:
+                 task: str | None = None, progress: bool = False) -> dict[str, Any]:
     """Evaluate the checkpoint of a run directory greedily on held-out trials.
 
     Args:
         run_dir: a directory written by :func:`run` (``varibased train``).
+        task: the run's task named again: needed for a task by import path (:mod:`.runtask`).
         trials: number of held-out trials.
         seed: seed of the held-out tasks.
         overrides: agent-config changes by dotted path or flat alias, e.g. a planning budget
@@ -121,7 +122,7 @@ def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 
         ``{"mean_return", "se", "normalized_score", "normalized_score_se", "config", "trials"}``.
 
     Raises:
-        RunError: not a run, an unreadable config, or bad overrides.
+        RunError: not a run, an unreadable config, bad overrides, or a custom task not named again.
         checkpoint.CheckpointError: a missing, corrupt or foreign checkpoint.
     """
     trials = _check_count("trials", trials, minimum=2)
@@ -130,6 +131,7 @@ def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 
         raise RunError(f"seed must be an int in [0, 2**32), got {seed!r}")
     saved = load_run(run_dir)
     config_path = pathlib.Path(run_dir) / CONFIG_FILE
+    task_name = runtask.task_of_run(saved["task"], task, config_path)
     try:
         config = agents.config_from_json(saved["agent"], saved["agent_config"])
         config = configs.replace(config, {configs.canonical_path(saved["agent"], type(config), k): v
@@ -140,7 +142,7 @@ def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 
     # A missing, foreign or swapped file: before any set-up.
     check_checkpoint_identity(ckpt_path, saved, checkpoint.read_metadata(ckpt_path))
     try:
-        task = registry.make(saved["task"], **saved.get("task_config", {}))
+        task = registry.make(task_name, **saved.get("task_config", {}))
     except TaskError as error:
         raise RunError(f"{config_path}: {error}") from error
     try:
@@ -148,7 +150,7 @@ def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 
         trainer = agents.make_trainer(saved["agent"], task, config)
     except (ValueError, TypeError) as error:
         raise RunError(str(error)) from error
-    refs = references(saved["task"], num_trials=reference_trials, announce=progress)
+    refs = references(task_name, num_trials=reference_trials, announce=progress)
     state, _ = checkpoint.load(ckpt_path, jax.jit(trainer.init)(jax.random.key(saved["seed"])))
     phases.announce(f"compiling the evaluation of {trials} held-out trials…", progress)
     start = time.perf_counter()
@@ -182,7 +184,7 @@ def run(task_name: str, agent: str, overrides: dict[str, Any] | None = None, ste
     finished run resumed with nothing new to do does nothing and says so.
 
     Args:
-        task_name: a registered task id.
+        task_name: a registered task id or a factory's import path ``package.module:factory``.
         agent: ``"varibased"`` or ``"rl2"``.
         overrides: agent-config changes on top of the per-task defaults.
         steps: budget of real environment steps (new run default 100,000).
@@ -211,8 +213,7 @@ def run(task_name: str, agent: str, overrides: dict[str, Any] | None = None, ste
         RunError: a bad input (named) or directory, before any work.
         NonFiniteError: training went non-finite (the last good checkpoint is kept).
     """
-    if task_name not in registry.names():
-        raise RunError(f"unknown task {task_name!r}; known tasks: {', '.join(registry.names())}")
+    task = runtask.make_task(task_name)
     given = {"num_env_steps": steps, "eval_every": eval_every, "eval_at": eval_at, "eval_trials": eval_trials,
              "eval_seed": eval_seed, "checkpoint_every": checkpoint_every}
     try:
@@ -231,15 +232,16 @@ def run(task_name: str, agent: str, overrides: dict[str, Any] | None = None, ste
     elif not isinstance(resume, bool):
         raise RunError(f"resume must be True, False or 'auto', got {resume!r}")
     check_run_dir(run_dir, run_config, resume)
-    task = registry.make(task_name)
     try:
+        agents.check_budget(agent, task, config, run_config.eval_trials)
         trainer = agents.make_trainer(agent, task, config)
         per_iteration = trainer.env_steps_per_iteration
         saved = saved_schedule(run_dir, per_iteration) if resume else None
         resolved = schedule.resolve(saved, given, per_iteration)
+        if resolved["eval_trials"] != run_config.eval_trials:  # the saved schedule's
+            agents.check_budget(agent, task, config, resolved["eval_trials"])
         run_config = dataclasses.replace(run_config, **{k: v for k, v in resolved.items() if k != "eval_at"},
                                          eval_at=tuple(resolved["eval_at"]))
-        agents.check_budget(agent, task, config, run_config.eval_trials)
     except (ValueError, TypeError) as error:
         raise RunError(str(error)) from error
     phases.set_compile_cache(compile_cache and phases.compile_cache_wanted())

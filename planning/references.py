@@ -29,7 +29,7 @@ import numpy as np
 
 from varibased.models import registry
 from varibased.models.rollout import evaluate
-from varibased.models.task import Task
+from varibased.models.task import Task, TaskError
 from varibased.planning import baselines as baseline_registry
 from varibased.planning import reference_agents, reference_cache
 
@@ -74,7 +74,8 @@ def compute_references(task: Task, *, num_trials: int = DEFAULT_TRIALS, seed: in
     elif "oracle" in out:
         out["reference"] = {"agent": "oracle", "mean": out["oracle"]["mean"], "exact": False}
     else:
-        raise ValueError(f"task {task.name!r} provides no reference agent beyond random")
+        raise TaskError(f"task {task.name!r} provides no reference agent beyond random (give it an "
+                        "oracle_action, a bayes_optimal_value or a baseline)")
     out["num_trials"] = num_trials
     out["seed"] = seed
     return out
@@ -87,7 +88,8 @@ def _cached(name: str, kwargs: tuple, num_trials: int, seed: int, announce: bool
     """References by id: from memory, else from the disk cache
     (:mod:`~varibased.planning.reference_cache`), else computed and stored in both."""
     factory = registry.factory(name)
-    memory_key = (name, kwargs, num_trials, seed, id(factory))
+    # The revision: a task registered again (overwrite=True) is looked up afresh.
+    memory_key = (name, registry.revision(name), kwargs, num_trials, seed, id(factory))
     if memory_key in _MEMORY:
         if announce:
             print(f"references for {name}: cached (in memory)", file=sys.stderr, flush=True)

@@ -11,6 +11,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks
 import belief_accuracy  # noqa: E402
 import efficiency  # noqa: E402
 import merge_runs  # noqa: E402
+import tuning  # noqa: E402
 
 
 def _fake_run(path: pathlib.Path, seed: int, scores: list[float], agent: str = "varibased") -> None:
@@ -89,3 +90,32 @@ def test_planning_step_smoke_writes_scores_and_refuses_bad_options(tmp_path, cap
     with pytest.raises(SystemExit) as exit_info:
         planning_step.main(["--out", str(tmp_path / "x.json"), "--variants", "magic"])
     assert exit_info.value.code == 2 and "unknown variants ['magic']" in capsys.readouterr().err
+
+
+def _fake_point(directory: pathlib.Path, name: str, seed: int, scores: list[float]) -> None:
+    directory.mkdir(exist_ok=True)
+    curve = {"env_steps": [0, 100, 200][:len(scores)], "normalized_score_mean": scores}
+    directory.joinpath(f"{name}-s{seed}.json").write_text(json.dumps({"curve": curve}))
+
+
+def test_tuning_summarizes_finished_points_over_seeds(tmp_path, capsys):
+    _fake_point(tmp_path, "baseline", 0, [0.0, 0.6, 0.9])
+    _fake_point(tmp_path, "baseline", 1, [0.0, 0.4, 1.0])
+    _fake_point(tmp_path, "lr1e-3", 0, [0.0, 0.95])
+    rows = tuning.summarize("rl2", tmp_path, list(tuning.POINTS["rl2"]))
+    assert [r["name"] for r in rows] == ["baseline", "lr1e-3"]
+    base = rows[0]
+    assert base["num_seeds"] == 2 and base["seeds"] == [0, 1]
+    assert base["final_normalized_score"]["mean"] == pytest.approx(0.95)
+    assert base["final_normalized_score"]["se"] == pytest.approx(0.05)
+    assert base["steps_to"] == {"0.5": 100, "0.8": 200, "0.9": 200}
+    assert rows[1]["final_normalized_score"]["se"] is None and rows[1]["steps_to"]["0.9"] == 100
+    with pytest.raises(SystemExit):
+        tuning.main(["--agent", "rl2", "--point", "nope", "--dir", str(tmp_path),
+                     "--out", str(tmp_path / "t.json")])
+    assert "unknown for rl2" in capsys.readouterr().err
+
+
+def test_tuning_gives_both_agents_the_same_number_of_points():
+    assert len(tuning.POINTS["varibased"]) == len(tuning.POINTS["rl2"])
+    assert all(points["baseline"] == {} for points in tuning.POINTS.values())

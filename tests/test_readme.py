@@ -1,11 +1,13 @@
 """The README's command-line examples run as written, in order, from a fresh directory.
 
 The executable blocks are those after a ``<!-- cli-test ... -->`` comment in README.md
-(``make demo`` / ``make test`` are not marked). Each line runs in-process through
-:func:`varibased.inference.cli.main` with the budgets made small: ``--steps N`` becomes
-``N / 1000`` (so 300,000 then 600,000 with ``--resume`` still extends the run), and tiny agent
-sizes, evaluation trials and reference trials are added. The resume example must extend the
-run (its schedule kept, the extension recorded), and resuming the finished run must do nothing.
+(``make demo`` / ``make test`` are not marked); ``<!-- cli-test file NAME -->`` marks a file
+the commands after it use (a custom task module), written into the directory first. Each line
+runs in-process through :func:`varibased.inference.cli.main` with the budgets made small:
+``--steps N`` becomes ``N / 1000`` (so 300,000 then 600,000 with ``--resume`` still extends
+the run), and tiny agent sizes, evaluation trials and reference trials are added. The resume
+example must extend the run (its schedule kept, the extension recorded), and resuming the
+finished run must do nothing.
 """
 
 import json
@@ -28,11 +30,15 @@ _TINY_SETS = {
 _SMALLER = {"--trials": "8", "--particles": "2", "--nested": "2", "--depth": "1"}
 
 
-def cli_blocks(text: str) -> list[list[str]]:
-    """The command lines of every code block right after a cli-test mark."""
+def cli_blocks(text: str) -> list[tuple[str | None, list[str]]]:
+    """``(file, lines)`` of every code block right after a cli-test mark, in order: a block
+    marked ``<!-- cli-test file NAME -->`` is written to NAME, the others are command lines."""
     blocks, lines, i = [], text.splitlines(), 0
     while i < len(lines):
-        if lines[i].strip().startswith(_MARK):
+        mark = lines[i].strip()
+        if mark.startswith(_MARK):
+            words = mark.removeprefix(_MARK).removesuffix("-->").split()
+            name = words[1] if words[:1] == ["file"] else None
             i += 1
             assert lines[i].startswith("```"), f"README line {i + 1}: a cli-test mark precedes no code block"
             block = []
@@ -40,7 +46,7 @@ def cli_blocks(text: str) -> list[list[str]]:
             while not lines[i].startswith("```"):
                 block.append(lines[i])
                 i += 1
-            blocks.append([line for line in block if line.strip()])
+            blocks.append((name, block if name else [line for line in block if line.strip()]))
         i += 1
     return blocks
 
@@ -66,15 +72,26 @@ def small(line: str) -> list[str]:
 
 def test_readme_marks_the_command_line_block():
     blocks = cli_blocks((ROOT / "README.md").read_text())
-    assert blocks and any("--resume" in line for block in blocks for line in block)
-    assert not any(line.lstrip().startswith("make ") for block in blocks for line in block)
+    commands = [line for name, block in blocks if name is None for line in block]
+    assert any("--resume" in line for line in commands)
+    assert all(line.startswith(".venv/bin/varibased ") for line in commands)
+    assert not any(line.lstrip().startswith("make ") for line in commands)
 
 
 @pytest.mark.slow
 def test_readme_command_lines_run_in_order(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    lines = [line for block in cli_blocks((ROOT / "README.md").read_text()) for line in block]
+    monkeypatch.setattr("sys.path", list(__import__("sys").path))  # a task module imported from tmp_path
+    lines = []
+    for name, block in cli_blocks((ROOT / "README.md").read_text()):
+        if name is None:
+            lines += block
+        else:  # written now, in README order (before the commands that import it)
+            lines.append(("file", name, "\n".join(block) + "\n"))
     for line in lines:
+        if isinstance(line, tuple):
+            (tmp_path / line[1]).write_text(line[2])
+            continue
         code = cli.main(small(line))
         captured = capsys.readouterr()
         assert code == 0, f"{line}\n{captured.err}"
