@@ -14,6 +14,7 @@ import json
 import pathlib
 import re
 import shlex
+import sys
 
 import pytest
 
@@ -79,9 +80,9 @@ def test_readme_marks_the_command_line_block():
 
 
 @pytest.mark.slow
-def test_readme_command_lines_run_in_order(tmp_path, monkeypatch, capsys):
+def test_readme_command_lines_run_in_order(tmp_path, monkeypatch, capsys, request):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("sys.path", list(__import__("sys").path))  # a task module imported from tmp_path
+    monkeypatch.setattr(sys, "path", list(sys.path))  # a task module imported from tmp_path
     lines = []
     for name, block in cli_blocks((ROOT / "README.md").read_text()):
         if name is None:
@@ -91,6 +92,9 @@ def test_readme_command_lines_run_in_order(tmp_path, monkeypatch, capsys):
     for line in lines:
         if isinstance(line, tuple):
             (tmp_path / line[1]).write_text(line[2])
+            # a module of that name imported by another test must not shadow this one, nor this one it
+            monkeypatch.delitem(sys.modules, pathlib.Path(line[1]).stem, raising=False)
+            request.addfinalizer(lambda stem=pathlib.Path(line[1]).stem: sys.modules.pop(stem, None))
             continue
         code = cli.main(small(line))
         captured = capsys.readouterr()
