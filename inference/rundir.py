@@ -33,6 +33,7 @@ import itertools
 import json
 import math
 import pathlib
+import sys
 from typing import Any
 
 import numpy as np
@@ -57,8 +58,8 @@ from varibased.inference.runlog import RunLog, json_safe, read_evaluations, read
 from varibased.models import validation as check
 
 __all__ = ["RunConfig", "RunError", "NonFiniteError", "RunLog", "RunLock", "check_run_dir", "load_run",
-           "resume_or_fresh", "run_identity", "saved_schedule", "run_finished", "check_checkpoint_identity",
-           "json_safe", "check_output_path",
+           "resume_or_fresh", "run_identity", "saved_schedule", "run_finished", "finished_summary",
+           "check_checkpoint_identity", "json_safe", "check_output_path",
            "CONFIG_FILE", "METRICS_FILE", "EVALUATIONS_FILE", "CHECKPOINT_FILE", "CURVE_FILE", "FAULT_FILE",
            "REFERENCES_FILE", "LOCK_FILE", "FORMAT", "IDENTITY_FIELDS"]
 
@@ -317,6 +318,19 @@ def run_finished(run_dir: str | pathlib.Path, num_env_steps: int, per_iteration:
     evaluations = read_evaluations(pathlib.Path(run_dir) / EVALUATIONS_FILE)
     return iteration >= math.ceil(num_env_steps / per_iteration) and bool(evaluations) \
         and evaluations[-1]["env_steps"] == env_steps
+
+
+def finished_summary(run_dir: pathlib.Path, num_env_steps: int, evaluations: list[dict[str, Any]],
+                     iteration: int, env_steps: int, wall: float) -> dict[str, Any]:
+    """The summary of a finished run resumed with nothing left to do (said on stderr), shaped
+    as :func:`~varibased.inference.runner.train`'s."""
+    score = evaluations[-1].get("normalized_score")
+    print(f"nothing to do: {run_dir} is finished ({env_steps} env steps, target {num_env_steps}; "
+          f"final normalized score {'-' if score is None else f'{score:.3f}'}); pass a larger --steps "
+          "to continue it", file=sys.stderr, flush=True)
+    return {"iterations": iteration, "env_steps": env_steps, "wall_seconds": wall, "compile_seconds": 0.0,
+            "env_steps_per_s": env_steps / wall if wall > 0 else float("nan"),
+            "final_normalized_score": score, "evaluations": evaluations, "nothing_to_do": True}
 
 
 def load_run(run_dir: str | pathlib.Path) -> dict[str, Any]:

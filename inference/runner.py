@@ -16,7 +16,6 @@ import json
 import math
 import pathlib
 import signal
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -43,6 +42,7 @@ from varibased.inference.rundir import (
     check_checkpoint_identity,
     check_run_dir,
     checkpoint_position,
+    finished_summary,
     json_safe,
     load_run,
     require_checkpoint,
@@ -321,7 +321,8 @@ def _train_locked(run_dir, config, task, trainer, refs, resume, progress, stop) 
         schedule.write_schedule(run_dir, schedule.with_history(old, plan))
         log = RunLog(run_dir, iteration, env_steps)
         if run_finished(run_dir, config.num_env_steps, per_iteration):
-            return _nothing_to_do(run_dir, config, log, iteration, env_steps, wall_offset)
+            return finished_summary(run_dir, config.num_env_steps, log.evaluations, iteration, env_steps,
+                                    wall_offset)
     else:
         saved = config.to_saved_json()
         (run_dir / CONFIG_FILE).write_text(json.dumps(saved, indent=2))
@@ -329,12 +330,11 @@ def _train_locked(run_dir, config, task, trainer, refs, resume, progress, stop) 
         log = RunLog(run_dir, None, None)
     (run_dir / REFERENCES_FILE).write_text(json.dumps(json_safe(refs), indent=2))
     identity = run_identity(saved)
+    phases.announce(f"compiling {config.agent} on {config.task}…", progress)
+    compile_start = time.perf_counter()
     state = jax.jit(trainer.init)(jax.random.key(config.seed))
     if resume:
         state, _ = checkpoint.load(ckpt_path, state)
-
-    phases.announce(f"compiling {config.agent} on {config.task}…", progress)
-    compile_start = time.perf_counter()
     step_fn = jax.jit(trainer.iteration).lower(state).compile()
     finite_fn = jax.jit(_finite_tree)
     evaluate = _evaluator(task, trainer, config.eval_trials, config.eval_seed)
@@ -376,6 +376,7 @@ def _train_locked(run_dir, config, task, trainer, refs, resume, progress, stop) 
     start = time.perf_counter()
     last_score = None
     if iteration == 0 and (points := due(0)):
+        phases.announce(f"evaluating at 0 env steps ({config.eval_trials} held-out trials)…", progress)
         last_score = run_evaluation(state, 0, 0.0, points)
     try:
         while iteration < total_iterations:
@@ -414,6 +415,7 @@ def _train_locked(run_dir, config, task, trainer, refs, resume, progress, stop) 
     finally:
         bar.close()
     wall = wall_offset + time.perf_counter() - start
+    phases.announce(f"final evaluation ({config.eval_trials} held-out trials) and pictures…", progress)
     if not (log.evaluations and log.evaluations[-1]["env_steps"] == env_steps):
         final_points = sorted({*due(env_steps), config.num_env_steps})
         last_score = run_evaluation(state, env_steps, wall, final_points)
@@ -426,17 +428,6 @@ def _train_locked(run_dir, config, task, trainer, refs, resume, progress, stop) 
     }
     pictures.write_run_pictures(run_dir, task, trainer, state, refs, agent_name=config.agent)
     return summary
-
-
-def _nothing_to_do(run_dir, config, log, iteration, env_steps, wall) -> dict[str, Any]:
-    """The summary of a finished run resumed with nothing left to do (said on stderr)."""
-    score = log.evaluations[-1].get("normalized_score")
-    print(f"nothing to do: {run_dir} is finished ({env_steps} env steps, target {config.num_env_steps}; "
-          f"final normalized score {'-' if score is None else f'{score:.3f}'}); pass a larger --steps "
-          "to continue it", file=sys.stderr, flush=True)
-    return {"iterations": iteration, "env_steps": env_steps, "wall_seconds": wall, "compile_seconds": 0.0,
-            "env_steps_per_s": env_steps / wall if wall > 0 else float("nan"),
-            "final_normalized_score": score, "evaluations": log.evaluations, "nothing_to_do": True}
 
 
 def _report_fault(run_dir: pathlib.Path, iteration: int, metrics: dict, bad: list[str], state: Any) -> None:
