@@ -6,8 +6,8 @@ cached", "compiling…", then progress). On a terminal progress is a tqdm bar; w
 never a carriage return.
 
 JAX's persistent compilation cache is on under ``<cache folder>/jax`` (the cache folder of
-:func:`varibased.planning.reference_cache.cache_dir`), unless ``VARIBASED_NO_COMPILE_CACHE=1``
-or ``--no-compile-cache``.
+:func:`varibased.planning.reference_cache.cache_dir`; ``$JAX_COMPILATION_CACHE_DIR`` when set),
+unless ``VARIBASED_NO_COMPILE_CACHE=1`` or ``--no-compile-cache``.
 """
 
 from __future__ import annotations
@@ -100,18 +100,20 @@ def compile_cache_wanted(flag_off: bool = False) -> bool:
 
 
 def set_compile_cache(enabled: bool) -> pathlib.Path | None:
-    """Turn JAX's persistent compilation cache on (under the project's cache folder; returns
-    its path) or off (returns None). Takes effect for the next compilation."""
+    """Turn JAX's persistent compilation cache on (returns its folder: ``$JAX_COMPILATION_CACHE_DIR``
+    if set, else ``jax/`` in the project's cache folder) or off (returns None). Takes effect for
+    the next compilation."""
     import jax
     from jax.experimental.compilation_cache import compilation_cache
 
     from varibased.planning.reference_cache import cache_dir
 
     path = None
-    if enabled:
-        path = cache_dir() / "jax"
+    if enabled:  # a folder or threshold the user set for JAX itself is kept
+        path = pathlib.Path(os.environ.get("JAX_COMPILATION_CACHE_DIR") or cache_dir() / "jax")
         jax.config.update("jax_compilation_cache_dir", str(path))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", _MIN_COMPILE_SECONDS)
+        if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", _MIN_COMPILE_SECONDS)
     jax.config.update("jax_enable_compilation_cache", bool(enabled))
     compilation_cache.reset_cache()
     return path

@@ -138,6 +138,7 @@ def test_progress_without_a_terminal_is_line_based(tmp_path, toy, capsys):
 def test_compile_cache_switch(monkeypatch, tmp_path):
     monkeypatch.setenv(reference_cache.CACHE_ENV, str(tmp_path))
     monkeypatch.delenv(phases.NO_COMPILE_CACHE_ENV, raising=False)
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     assert phases.compile_cache_wanted() and not phases.compile_cache_wanted(flag_off=True)
     try:
         assert phases.set_compile_cache(True) == tmp_path / "jax"
