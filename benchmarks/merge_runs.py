@@ -20,7 +20,7 @@ _ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 import train as train_bench  # noqa: E402
 
-from varibased.inference import runner  # noqa: E402
+from varibased.inference import runner, schedule  # noqa: E402
 
 
 def load_run(run_dir: pathlib.Path) -> dict:
@@ -37,6 +37,9 @@ def load_run(run_dir: pathlib.Path) -> dict:
         raise SystemExit(f"merge_runs: {run_dir}: unreadable JSON ({error})") from error
     if not evaluations:
         raise SystemExit(f"merge_runs: {run_dir} has no evaluation yet")
+    schedule_path = run_dir / schedule.SCHEDULE_FILE  # the budget as extended by resumes
+    if schedule_path.is_file():
+        config = {**config, "num_env_steps": json.loads(schedule_path.read_text())["num_env_steps"]}
     return {"config": config, "evaluations": evaluations}
 
 

@@ -28,7 +28,7 @@ _ROOT = pathlib.Path(__file__).resolve().parents[1]
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from varibased.inference import agents, runner  # noqa: E402
+from varibased.inference import agents, phases, runner  # noqa: E402
 from varibased.models import registry  # noqa: E402
 from varibased.planning.model import exact_model  # noqa: E402
 from varibased.planning.planner_agent import run_planner_trials  # noqa: E402
@@ -147,6 +147,7 @@ def run(task_name: str, agent: str, *, seeds: int, steps: int, out: pathlib.Path
         "task": task_name, "agent": agent, "seeds": seeds, "env_steps": steps,
         "wall_seconds": total_wall / seeds,
         "compile_seconds": float(np.mean([s["compile_seconds"] for s in per_seed])),
+        "compile_cache": phases.compile_cache_wanted(),  # a warm persistent cache shortens compiles
         "env_steps_per_s": total_steps / total_wall,
         **summary,
         "config": agents.config_to_json(config),

@@ -41,6 +41,8 @@ class CliInterrupted(Exception):
 
 #: Environment variable: the default ``--steps`` of ``varibased demo``.
 DEMO_STEPS_ENV = "VARIBASED_DEMO_STEPS"
+#: Held-out trials of the demo's evaluations (its one reported score is the final one).
+DEMO_EVAL_TRIALS = 512
 
 
 def _check_seed(flag: str, value: int) -> None:
@@ -122,7 +124,7 @@ def _references(task_name: str, trials: int, seed: int = 0) -> dict[str, Any]:
     from varibased.planning.references import references
 
     try:
-        return references(task_name, num_trials=trials, seed=seed)
+        return references(task_name, num_trials=trials, seed=seed, announce=True)
     except TaskError as error:
         raise CliError(str(error)) from error
 
@@ -135,19 +137,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps < 1:
         raise CliError(f"--steps must be a positive integer, got {args.steps}")
     _check_seed("--seed", args.seed)
-    _check_trials("--eval-trials", args.eval_trials)
+    if args.eval_trials is not None:  # flags not given (None) keep a resumed run's schedule
+        _check_trials("--eval-trials", args.eval_trials)
     _check_trials("--reference-trials", args.reference_trials)  # --out: runner.run checks it first
     overrides = {**_parse_sets(args.set), **_budget_overrides(args, args.agent)}
     import_from_current_directory(args.task)
     try:
-        summary = runner.run(args.task, args.agent, overrides, args.steps or 100_000, args.out, args.resume,
+        summary = runner.run(args.task, args.agent, overrides, args.steps, args.out, args.resume,
                              seed=args.seed, eval_every=args.eval_every, eval_trials=args.eval_trials,
                              checkpoint_every=args.checkpoint_every, reference_trials=args.reference_trials,
-                             progress=not args.quiet)
+                             progress=not args.quiet, compile_cache=not args.no_compile_cache)
     except runner.TrainingInterrupted as error:
         raise CliInterrupted(str(error)) from error
     except (runner.RunError, runner.NonFiniteError, checkpoint.CheckpointError, TaskError) as error:
         raise CliError(str(error)) from error
+    if summary.get("nothing_to_do"):
+        return 0
     print(f"trained {summary['env_steps']} env steps in {summary['wall_seconds']:.1f} s "
           f"({summary['env_steps_per_s']:.0f} steps/s, compile {summary['compile_seconds']:.1f} s); "
           f"final normalized score {summary['final_normalized_score']:.3f}")
@@ -182,7 +187,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     overrides = {**_evaluation_sets(args.set, saved["agent"]), **_budget_overrides(args, saved["agent"])}
     if args.task is not None:
         import_from_current_directory(args.task)
-    result = _evaluate(args.run_dir, trials=args.trials, seed=args.seed, overrides=overrides, task=args.task)
+    result = _evaluate(args.run_dir, trials=args.trials, seed=args.seed, overrides=overrides, task=args.task,
+                       progress=True)
     print(f"{saved['agent']} on {saved['task']}: return {result['mean_return']:.3f} ± {result['se']:.3f}, "
           f"normalized score {result['normalized_score']:.3f} ± {result['normalized_score_se']:.3f} "
           f"({args.trials} held-out trials)")
@@ -236,6 +242,7 @@ def _cmd_references(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from varibased.inference import runner
     from varibased.inference.plotting import format_reference_table, plot_references
+    from varibased.inference.runlog import read_evaluations
     from varibased.models import validation
 
     if args.steps is None:
@@ -252,20 +259,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     plot_references({"gridworld": refs}, str(out / "references.png"))
     run_dir = out / "varibased-gridworld"
-    # A second `make demo` continues (or just re-evaluates) the run it left behind.
+    # A second `make demo` continues the run it left behind (or says there is nothing to do).
     resume = args.resume or (run_dir / runner.CONFIG_FILE).exists()
     train_args = build_parser().parse_args([
         "train", "--task", "gridworld", "--agent", "varibased", "--steps", str(args.steps),
-        "--out", str(run_dir), "--seed", str(args.seed), "--eval-trials", "256",
-        *(["--resume"] if resume else []),
+        "--out", str(run_dir), "--seed", str(args.seed), "--eval-trials", str(DEMO_EVAL_TRIALS),
+        *(["--resume"] if resume else []), *(["--no-compile-cache"] if args.no_compile_cache else []),
     ])
     code = _cmd_train(train_args)
     if code:
         return code
-    result = _evaluate(run_dir, trials=512)
-    print(f"VariBASeD after {args.steps} env steps: normalized score {result['normalized_score']:.3f} "
-          f"± {result['normalized_score_se']:.3f} (random = 0, Bayes-optimal = 1); "
-          f"return {result['mean_return']:.3f} vs Bayes-optimal {refs['reference']['mean']:.3f}")
+    evaluation = read_evaluations(run_dir / runner.EVALUATIONS_FILE)[-1]
+    print(f"VariBASeD after {evaluation['env_steps']} env steps: normalized score "
+          f"{evaluation['normalized_score']:.3f} ± {evaluation['normalized_score_se']:.3f} "
+          f"(random = 0, Bayes-optimal = 1; {len(evaluation['returns'])} held-out trials); "
+          f"return {evaluation['mean_return']:.3f} vs Bayes-optimal {refs['reference']['mean']:.3f}")
     print(f"plots: {run_dir}/{{learning_curve,trial,diagnostics}}.png and {out / 'references.png'}")
     return 0
 
@@ -314,9 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", help="run directory (default runs/AGENT-TASK-seedS)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
-    train.add_argument("--eval-every", type=int, help="evaluate every N env steps (default steps/10)")
-    train.add_argument("--eval-trials", type=int, default=512, help="held-out trials per evaluation")
-    train.add_argument("--checkpoint-every", type=int, default=10, help="iterations between checkpoints")
+    train.add_argument("--eval-every", type=int, help="evaluate every N env steps (default: about 10 "
+                       "evaluations, at least one iteration apart; a resume keeps the saved points)")
+    train.add_argument("--eval-trials", type=int, help="held-out trials per evaluation (default 512)")
+    train.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints (default 10)")
     train.add_argument("--reference-trials", type=int, default=2000, help="trials per reference value")
     train.add_argument("--particles", type=int, help="planner particles K (varibased)")
     train.add_argument("--nested", type=int, help="nested task particles K_omega (varibased)")
@@ -358,6 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--task", help=_TASK_HELP + " (default: the config classes' own defaults)")
     config.add_argument("--agent", default="varibased", choices=["varibased", "rl2"])
     config.set_defaults(func=_cmd_config)
+    for command in (train, evaluate, refs, demo):
+        command.add_argument("--no-compile-cache", action="store_true",
+                             help="do not use JAX's persistent compilation cache (also: "
+                                  "VARIBASED_NO_COMPILE_CACHE=1)")
     return parser
 
 
@@ -366,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         _check_environment()
+        from varibased.inference import phases
+
+        phases.set_compile_cache(phases.compile_cache_wanted(getattr(args, "no_compile_cache", False)))
         return args.func(args)
     except CliError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -22,16 +22,20 @@ def _agents(refs: dict[str, Any]) -> list[str]:
 
 
 def format_reference_table(all_refs: dict[str, dict[str, Any]]) -> str:
-    """A plain-text table: one block per task, one line per agent (mean ± s.e.)."""
+    """A plain-text table: one block per task, a header line, one line per agent (mean ± s.e.
+    of the return per trial, then the mean return of each episode when there are several)."""
     lines = []
     for task_name, refs in all_refs.items():
         ref = refs["reference"]
         lines.append(f"{task_name}  (R_ref = {ref['agent']}: {ref['mean']:.4f})")
+        episodes = max((len(refs[a].get("per_episode") or []) for a in _agents(refs)), default=0)
+        header = "  ".join(f"{f'ep {i + 1}':>7s}" for i in range(episodes)) if episodes > 1 else ""
+        lines.append(f"  {'agent':<24s} {'return':>9s}   {'s.e.':<6s}   {header}".rstrip())
         for agent in _agents(refs):
             entry = refs[agent]
             per_episode = entry.get("per_episode") or []
-            episodes = "  ".join(f"{x:7.3f}" for x in per_episode) if len(per_episode) > 1 else ""
-            lines.append(f"  {agent:<24s} {entry['mean']:9.4f} ± {entry['se']:.4f}   {episodes}")
+            cells = "  ".join(f"{x:7.3f}" for x in per_episode) if len(per_episode) > 1 else ""
+            lines.append(f"  {agent:<24s} {entry['mean']:9.4f} ± {entry['se']:.4f}   {cells}".rstrip())
     return "\n".join(lines)
 
 

@@ -3,17 +3,18 @@ checks made before anything is compiled.
 
 A run directory holds::
 
-    config.json          the resolved configuration (task, agent, budget, agent config), its
-                         ``format`` and ``identity`` (sha256 of the identity fields); written
-                         once, never rewritten on resume
+    config.json          the resolved configuration (task, agent, agent config, seed, and the
+                         schedule it was created with), its ``format`` and ``identity`` (sha256
+                         of the identity fields); written once, never rewritten on resume
+    schedule.json        the schedule (target steps, evaluation points, eval trials and seed,
+                         checkpoint cadence) and its history (:mod:`~.schedule`)
+    references.json      the references that normalize the scores (from the disk cache)
     metrics.csv          one row per training iteration (append-only while the lock is held)
     evaluations.json     every evaluation: env steps, wall-clock, per-trial returns, score
                          (valid JSON: a missing figure is null)
     checkpoint.npz       the latest good state (atomic; see inference.checkpoint), with the
                          run's identity in its metadata
     learning_curve.png   return vs environment steps with the reference lines
-    trial.png            one held-out trial: paths and beliefs (inference.trial_pictures)
-    diagnostics.png      loss terms, planner ESS, target entropy, value vs return
     trial.png            one held-out trial; diagnostics.png: training diagnostics
                          (inference.pictures, at the end and at checkpoints)
     fault.json           only when training stopped on a non-finite value
@@ -32,11 +33,12 @@ import itertools
 import json
 import math
 import pathlib
+import sys
 from typing import Any
 
 import numpy as np
 
-from varibased.inference import agents, checkpoint
+from varibased.inference import agents, checkpoint, schedule
 from varibased.inference.runfiles import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -47,6 +49,7 @@ from varibased.inference.runfiles import (
     IDENTITY_FIELDS,
     LOCK_FILE,
     METRICS_FILE,
+    REFERENCES_FILE,
     NonFiniteError,
     RunError,
 )
@@ -55,9 +58,10 @@ from varibased.inference.runlog import RunLog, json_safe, read_evaluations, read
 from varibased.models import validation as check
 
 __all__ = ["RunConfig", "RunError", "NonFiniteError", "RunLog", "RunLock", "check_run_dir", "load_run",
-           "resume_or_fresh", "run_identity", "check_checkpoint_identity", "json_safe", "check_output_path",
+           "resume_or_fresh", "run_identity", "saved_schedule", "run_finished", "finished_summary",
+           "check_checkpoint_identity", "json_safe", "check_output_path",
            "CONFIG_FILE", "METRICS_FILE", "EVALUATIONS_FILE", "CHECKPOINT_FILE", "CURVE_FILE", "FAULT_FILE",
-           "LOCK_FILE", "FORMAT", "IDENTITY_FIELDS"]
+           "REFERENCES_FILE", "LOCK_FILE", "FORMAT", "IDENTITY_FIELDS"]
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
@@ -69,7 +73,10 @@ class RunConfig:
         num_env_steps: budget of real environment steps (the run stops at the first
             iteration boundary at or past it).
         seed: training seed.
-        eval_every: evaluate every this many environment steps (0: only at the end).
+        eval_every: evaluate every this many environment steps (0: only at the end); used
+            when ``eval_at`` is None.
+        eval_at: the evaluation points (env steps; see :mod:`~varibased.inference.schedule`),
+            or None for those of ``eval_every``.
         eval_trials: held-out trials per evaluation.
         eval_seed: seed of the held-out tasks and keys.
         checkpoint_every: checkpoint every this many iterations (and at the end).
@@ -87,8 +94,11 @@ class RunConfig:
     checkpoint_every: int = 10
     agent_config: dict = dataclasses.field(default_factory=dict)
     task_config: dict = dataclasses.field(default_factory=dict)
+    eval_at: tuple | None = None
 
     def __post_init__(self) -> None:
+        if self.eval_at is not None:
+            check.set_fields(self, eval_at=tuple(schedule.check_eval_at(self.eval_at)))
         for name in ("task", "agent"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"RunConfig.{name} must be a non-empty string, got {getattr(self, name)!r}")
@@ -110,8 +120,11 @@ class RunConfig:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The fields as JSON-able values (as config.json stores them, without identity)."""
-        return dataclasses.asdict(self)
+        """The fields as JSON-able values (as config.json stores them, without identity; the
+        evaluation points live in schedule.json)."""
+        out = dataclasses.asdict(self)
+        del out["eval_at"]
+        return out
 
     def to_saved_json(self) -> dict[str, Any]:
         """config.json of a new run: the fields, ``format`` and ``identity``."""
@@ -229,6 +242,7 @@ def check_run_dir(run_dir: str | pathlib.Path, config: RunConfig, resume: bool, 
         require_checkpoint(ckpt_path)
     read_metrics(run_dir / METRICS_FILE)
     read_evaluations(run_dir / EVALUATIONS_FILE)
+    schedule.read_schedule(run_dir)
     if check_checkpoint:
         try:
             metadata = checkpoint.read_metadata(ckpt_path)
@@ -245,13 +259,17 @@ def require_checkpoint(ckpt_path: pathlib.Path) -> None:
                        "checkpoint?); start a new run in another --out; nothing was changed")
 
 
+#: Fields of RunConfig that are the run's schedule (schedule.json), not its identity.
+_SCHEDULE_FIELDS = ("num_env_steps", "eval_every", "eval_trials", "eval_seed", "checkpoint_every")
+
+
 def _differing_fields(saved: dict[str, Any], config: RunConfig) -> list[str]:
-    """What differs between a saved run config and ``config`` (the budget may change). The
+    """What differs between a saved run config and ``config`` (the schedule may change). The
     agent configurations are compared after translation (flat names of version 1, legacy
     values of fields added later)."""
     mine = json.loads(json.dumps(config.to_json()))  # as saved: tuples become lists
     out = [f"{k} (saved {saved.get(k)!r}, now {mine[k]!r})" for k in mine
-           if k not in ("num_env_steps", "agent_config") and saved.get(k) != mine[k]]
+           if k not in _SCHEDULE_FIELDS and k != "agent_config" and saved.get(k) != mine[k]]
     if saved.get("agent") == config.agent and config.agent in agents.AGENTS:
         try:
             theirs = agents.config_from_json(config.agent, saved["agent_config"])
@@ -283,6 +301,36 @@ def resume_or_fresh(run_dir: str | pathlib.Path, config: RunConfig) -> tuple[pat
                 continue
             return path, True
     raise AssertionError("unreachable")
+
+
+def saved_schedule(run_dir: str | pathlib.Path, per_iteration: int) -> dict[str, Any]:
+    """The run's schedule.json, or the one derived from config.json of a run written before
+    schedule.json existed (:func:`~varibased.inference.schedule.legacy_schedule`)."""
+    saved = schedule.read_schedule(run_dir)
+    return saved if saved is not None else schedule.legacy_schedule(load_run(run_dir), per_iteration)
+
+
+def run_finished(run_dir: str | pathlib.Path, num_env_steps: int, per_iteration: int) -> bool:
+    """Whether the run's checkpoint is at (or past) the end of a ``num_env_steps`` budget and
+    its last evaluation is of that checkpoint: nothing is left to do."""
+    ckpt_path = pathlib.Path(run_dir) / CHECKPOINT_FILE
+    iteration, env_steps, _ = checkpoint_position(ckpt_path, checkpoint.read_metadata(ckpt_path))
+    evaluations = read_evaluations(pathlib.Path(run_dir) / EVALUATIONS_FILE)
+    return iteration >= math.ceil(num_env_steps / per_iteration) and bool(evaluations) \
+        and evaluations[-1]["env_steps"] == env_steps
+
+
+def finished_summary(run_dir: pathlib.Path, num_env_steps: int, evaluations: list[dict[str, Any]],
+                     iteration: int, env_steps: int, wall: float) -> dict[str, Any]:
+    """The summary of a finished run resumed with nothing left to do (said on stderr), shaped
+    as :func:`~varibased.inference.runner.train`'s."""
+    score = evaluations[-1].get("normalized_score")
+    print(f"nothing to do: {run_dir} is finished ({env_steps} env steps, target {num_env_steps}; "
+          f"final normalized score {'-' if score is None else f'{score:.3f}'}); pass a larger --steps "
+          "to continue it", file=sys.stderr, flush=True)
+    return {"iterations": iteration, "env_steps": env_steps, "wall_seconds": wall, "compile_seconds": 0.0,
+            "env_steps_per_s": env_steps / wall if wall > 0 else float("nan"),
+            "final_normalized_score": score, "evaluations": evaluations, "nothing_to_do": True}
 
 
 def load_run(run_dir: str | pathlib.Path) -> dict[str, Any]:

@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 __all__ = ["RunError", "NonFiniteError", "CONFIG_FILE", "METRICS_FILE", "EVALUATIONS_FILE",
-           "CHECKPOINT_FILE", "CURVE_FILE", "FAULT_FILE", "LOCK_FILE", "FORMAT", "IDENTITY_FIELDS"]
+           "CHECKPOINT_FILE", "CURVE_FILE", "FAULT_FILE", "LOCK_FILE", "REFERENCES_FILE", "FORMAT",
+           "IDENTITY_FIELDS"]
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
@@ -14,6 +15,7 @@ CHECKPOINT_FILE = "checkpoint.npz"
 CURVE_FILE = "learning_curve.png"
 FAULT_FILE = "fault.json"
 LOCK_FILE = ".lock"
+REFERENCES_FILE = "references.json"
 #: config.json's format version (1: no identity; 2: ``format`` and ``identity`` fields).
 FORMAT = 2
 #: The fields of config.json that make a run's identity (the rest is its schedule).

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from varibased.models.task import Task, TaskError
 
-__all__ = ["register", "make", "names", "unregister", "is_import_path", "revision"]
+__all__ = ["register", "make", "names", "unregister", "is_import_path", "revision", "factory"]
 
 _FACTORIES: dict[str, Callable[..., Task]] = {}
 #: name -> how many times it was (re)registered or removed: caches keyed by it stay correct
@@ -154,3 +154,18 @@ def make(name: str, **kwargs) -> Task:
         return _FACTORIES[name](**kwargs)
     except TypeError as error:
         raise TaskError(f"task {name!r}: bad arguments {kwargs}: {error}") from error
+
+
+def factory(name: str) -> Callable[..., Task]:
+    """The factory of ``name``: registered under an id (a built-in is loaded first), or named by
+    an import path ``package.module:factory`` (the module imported now).
+
+    Raises:
+        TaskError: for an unknown name or an import path that does not name a factory.
+    """
+    if is_import_path(name):
+        return _import_factory(name)
+    _load_builtin(name)
+    if name not in _FACTORIES:
+        raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(names())}")
+    return _FACTORIES[name]

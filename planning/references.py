@@ -11,15 +11,17 @@
 
 and a ``reference`` entry naming ``R_ref``: the exact Bayes-optimal value where it exists,
 else the best baseline agent (DESIGN.md, Measures). Values are computed on demand in a few
-seconds and cached in memory; nothing is read from a results file.
+seconds and cached in memory and on disk (:mod:`~varibased.planning.reference_cache`: keyed by
+the task's full configuration, trials, seed, code version and the task module's source).
 
 The normalized score is ``(R - R_random) / (R_ref - R_random)`` (:func:`normalized_score`).
 """
 
 from __future__ import annotations
 
-import functools
+import copy
 import math
+import sys
 from typing import Any
 
 import jax
@@ -29,7 +31,7 @@ from varibased.models import registry
 from varibased.models.rollout import evaluate
 from varibased.models.task import Task, TaskError
 from varibased.planning import baselines as baseline_registry
-from varibased.planning import reference_agents
+from varibased.planning import reference_agents, reference_cache
 
 __all__ = ["references", "normalized_score", "ScoreAboveBayesOptimal"]
 
@@ -79,27 +81,55 @@ def compute_references(task: Task, *, num_trials: int = DEFAULT_TRIALS, seed: in
     return out
 
 
-@functools.lru_cache(maxsize=32)
-def _cached(name: str, revision: int, kwargs: tuple, num_trials: int, seed: int) -> dict[str, Any]:
-    del revision  # part of the key: a task registered again (overwrite=True) is recomputed
-    return compute_references(registry.make(name, **dict(kwargs)), num_trials=num_trials, seed=seed)
+_MEMORY: dict[tuple, dict[str, Any]] = {}
 
 
-def references(task: str | Task, *, num_trials: int = DEFAULT_TRIALS, seed: int = 0,
+def _cached(name: str, kwargs: tuple, num_trials: int, seed: int, announce: bool) -> dict[str, Any]:
+    """References by id: from memory, else from the disk cache
+    (:mod:`~varibased.planning.reference_cache`), else computed and stored in both."""
+    factory = registry.factory(name)
+    # The revision: a task registered again (overwrite=True) is looked up afresh.
+    memory_key = (name, registry.revision(name), kwargs, num_trials, seed, id(factory))
+    if memory_key in _MEMORY:
+        if announce:
+            print(f"references for {name}: cached (in memory)", file=sys.stderr, flush=True)
+        return _MEMORY[memory_key]
+    key = reference_cache.cache_key(name, factory, dict(kwargs), num_trials, seed)
+    refs, path = reference_cache.load(name, key) if key is not None else (None, None)
+    if refs is not None:
+        if announce:
+            print(f"references for {name}: cached ({path})", file=sys.stderr, flush=True)
+    else:
+        if announce:
+            print(f"computing references for {name} ({num_trials} trials per agent)…", file=sys.stderr,
+                  flush=True)
+        refs = compute_references(registry.make(name, **dict(kwargs)), num_trials=num_trials, seed=seed)
+        if key is not None:
+            reference_cache.store(path, key, refs)
+    _MEMORY[memory_key] = refs
+    return refs
+
+
+def references(task: str | Task, *, num_trials: int = DEFAULT_TRIALS, seed: int = 0, announce: bool = False,
                **task_kwargs) -> dict[str, Any]:
-    """Reference values of a task, by id (cached in memory) or as a :class:`Task` (uncached).
+    """Reference values of a task, by id (cached in memory and on disk) or as a :class:`Task`
+    (uncached).
 
     Args:
         task: a task id (with ``task_kwargs`` for the factory) or a task definition.
         num_trials: Monte Carlo trials per agent (>= 2,000 for published tables).
         seed: the seed of the held-out tasks.
+        announce: say on stderr whether they are computed or cached.
 
     Returns:
         ``{agent: {"mean", "se", "per_episode"}, ..., "reference": {"agent", "mean", "exact"}}``.
     """
     if isinstance(task, Task):
+        if announce:
+            print(f"computing references for {task.name} ({num_trials} trials per agent)…", file=sys.stderr,
+                  flush=True)
         return compute_references(task, num_trials=num_trials, seed=seed)
-    return _cached(task, registry.revision(task), tuple(sorted(task_kwargs.items())), num_trials, seed)
+    return copy.deepcopy(_cached(task, tuple(sorted(task_kwargs.items())), num_trials, seed, announce))
 
 
 def normalized_score(mean: float, refs: dict[str, Any], se: float = 0.0) -> tuple[float, float]:

@@ -43,6 +43,15 @@ from varibased.planning.config import PlannerConfig
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _no_compile_cache(monkeypatch):
+    """A warm persistent compilation cache hides compilation: these cases measure it off."""
+    from varibased.inference import phases
+
+    monkeypatch.setenv(phases.NO_COMPILE_CACHE_ENV, "1")
+    phases.set_compile_cache(False)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _warm_up():
     """Import the built-in tasks once (their module-level set-up runs a few eager ops)."""
