@@ -75,6 +75,7 @@ LEGACY: dict[str, dict[str, Any]] = {
                      # issue 16
                      "elbo_steps": 0, "decode_steps": 0},
     "EMConfig": {"window": 0, "value_targets": "acting"},
+    "PlannerConfig": {"nested_draws": "all"},  # issue 16
 }
 
 
