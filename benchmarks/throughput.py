@@ -6,7 +6,8 @@
 Measured on one machine in one process, each with its compile time apart from its run time
 (times are the fastest of ``--repeats`` calls: other processes share the CPU):
 
-* **planner** rows: one planning call for ``num_envs`` roots on the learned model (untrained
+* **planner** rows (and ``planner_nested_used``, the same with
+  ``planner.nested_draws="used"``): one planning call for ``num_envs`` roots on the learned model (untrained
   parameters: speed does not depend on training) at the default config and at ``K=64`` with
   the same other settings: particle-steps/s (``num_envs K D / s``: one particle advancing one
   depth; extra advances per enumerated outcome are overhead, not steps), model evaluations/s
@@ -70,21 +71,24 @@ def _timed(fn, *args, repeats: int) -> dict[str, float]:
     return {"seconds": _best_time(compiled, *args, repeats=repeats), "compile_seconds": compile_seconds}
 
 
-def planner_rows(task, config: em.EMConfig, particles: tuple[int, ...], repeats: int) -> list[dict[str, Any]]:
-    """The planner rows (see the module docstring) on the learned model."""
+def planner_rows(task, config: em.EMConfig, particles: tuple[int, ...], repeats: int,
+                 **changes: Any) -> list[dict[str, Any]]:
+    """The planner rows (see the module docstring) on the learned model, with planner
+    fields ``changes`` (e.g. ``nested_draws="used"``) on top of ``config.planner``."""
     params = belief_lib.init_params(jax.random.key(0), task, config.belief)
     model = learned_model(task, config.belief, params)
     encoder = history.encoder_config(task, config.belief)
     rows = []
     for K in particles:
-        planner = config.planner_config(evaluation=False).replace(num_particles=K)
+        planner = config.planner_config(evaluation=False).replace(num_particles=K, **changes)
         row = time_planner(model, config.num_envs, planner, repeats)
         bare = bare_s5_rate(task, config.num_envs * K, repeats, encoder=encoder)
         row.update(num_envs=row.pop("B"), bare_s5_steps_per_s=bare["steps_per_s"],
                    ratio_to_bare_s5=row["particle_steps_per_s"] / bare["steps_per_s"],
                    us_per_real_step=row["seconds_per_call"] / config.num_envs * 1e6,
                    config=dataclasses.asdict(planner))
-        print(f"planner K={K:3d} K_omega={row['K_omega']} D={row['D']} B={row['num_envs']}: "
+        print(f"planner {planner.nested_draws} K={K:3d} K_omega={row['K_omega']} D={row['D']} "
+              f"B={row['num_envs']}: "
               f"{row['us_per_real_step']:7.1f} µs/real step, {row['particle_steps_per_s']:.3g} particle-"
               f"steps/s = {row['ratio_to_bare_s5']:.3f} x bare S5 ({row['bare_s5_steps_per_s']:.3g}/s), "
               f"{row['evals_per_s']:.3g} evals/s, compile {row['compile_seconds']:.1f} s", flush=True)
@@ -243,6 +247,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     if "planner" not in args.skip:
         payload["planner"] = planner_rows(task, em_config, particles, repeats)
+        # the same rows with one nested draw per particle and depth (a different random stream)
+        payload["planner_nested_used"] = planner_rows(task, em_config, particles, repeats,
+                                                      nested_draws="used")
     if "svi" not in args.skip:
         svi = svi_costs(task, em_config, sub_config, repeats)
         payload["svi_update_s"] = {"full": svi["full"], "subsampled": svi["subsampled"]}
