@@ -7,12 +7,13 @@ Measured on one machine in one process, each with its compile time apart from it
 (times are the fastest of ``--repeats`` calls: other processes share the CPU):
 
 * **planner** rows (and ``planner_nested_used``, the same with
-  ``planner.nested_draws="used"``): one planning call for ``num_envs`` roots on the learned model (untrained
-  parameters: speed does not depend on training) at the default config and at ``K=64`` with
-  the same other settings: particle-steps/s (``num_envs K D / s``: one particle advancing one
-  depth; extra advances per enumerated outcome are overhead, not steps), model evaluations/s
-  (``num_envs K K_omega D / s``), µs per real step, and beside them the bare S5 encoder step
-  (the belief's own encoder) at the same batch ``num_envs K``;
+  ``planner.nested_draws="used"``): one planning call for ``num_envs`` roots on the learned
+  model (untrained parameters: speed does not depend on training) at the default config and
+  at ``K=64`` with the same other settings: particle-steps/s (``num_envs K D / s``: one
+  particle advancing one depth; extra advances per enumerated outcome are overhead, not
+  steps), model evaluations/s (``num_envs K K_omega D / s``; ``K_omega`` counts as 1 with
+  ``nested_draws="used"``), µs per real step, and beside them the bare S5 encoder step (the
+  belief's own encoder) at the same batch ``num_envs K``;
 * **svi**: one SVI update at the default batch, with the ELBO exact and subsampled
   (``belief.elbo_steps`` / ``decode_steps``, timed alternately), and the update's parts
   (encoder, decoder with the ELBO's log-likelihood, heads), each forward and forward+backward;
@@ -83,7 +84,10 @@ def planner_rows(task, config: em.EMConfig, particles: tuple[int, ...], repeats:
         planner = config.planner_config(evaluation=False).replace(num_particles=K, **changes)
         row = time_planner(model, config.num_envs, planner, repeats)
         bare = bare_s5_rate(task, config.num_envs * K, repeats, encoder=encoder)
+        draws = 1 if planner.nested_draws == "used" else planner.num_nested  # nested tasks drawn
         row.update(num_envs=row.pop("B"), bare_s5_steps_per_s=bare["steps_per_s"],
+                   nested_draws_per_step=draws,
+                   evals_per_s=row["particle_steps_per_s"] * draws,
                    ratio_to_bare_s5=row["particle_steps_per_s"] / bare["steps_per_s"],
                    us_per_real_step=row["seconds_per_call"] / config.num_envs * 1e6,
                    config=dataclasses.asdict(planner))
@@ -113,15 +117,15 @@ def svi_costs(task, config: em.EMConfig, subsampled: em.EMConfig, repeats: int) 
         svi = make_belief_svi(task, cfg.belief, cfg.svi)
         state = svi.init(jax.random.key(1), batch, policy_targets, value_targets)
         weights = (cfg.policy_weight, cfg.value_weight)
-        fn = (lambda s, k, svi=svi, w=weights: svi.update(s, batch, policy_targets, value_targets, *w,
-                                                          None, k)[1])
+        fn = (lambda s, k, b, pt, vt, svi=svi, w=weights: svi.update(s, b, pt, vt, *w, None, k)[1])
         start = time.perf_counter()
-        updates[name] = (jax.jit(fn).lower(state, jax.random.key(2)).compile(), state)
+        args = (state, jax.random.key(2), batch, policy_targets, value_targets)  # arguments, not constants
+        updates[name] = (jax.jit(fn).lower(*args).compile(), args)
         out[f"{name}_compile_seconds"] = time.perf_counter() - start
     times = {name: [] for name in updates}
     for _ in range(2):  # alternate, so that both see the same load
-        for name, (fn, state) in updates.items():
-            times[name].append(_best_time(fn, state, jax.random.key(2), repeats=max(1, repeats // 2)))
+        for name, (fn, args) in updates.items():
+            times[name].append(_best_time(fn, *args, repeats=max(1, repeats // 2)))
     out.update({name: min(t) for name, t in times.items()})
     out["speedup"] = out["full"] / out["subsampled"]
     out["parts"] = _svi_parts(task, config, batch, repeats)
@@ -142,10 +146,10 @@ def _svi_parts(task, config: em.EMConfig, batch, repeats: int) -> dict[str, dict
     features = history.batch_features(params, batch, None, task, bc)  # [B, T+1, H]
     m = jax.random.normal(jax.random.key(4), (B, T + 1, bc.latent_dim))
 
-    def encoder(p):
+    def encoder(p, batch):
         return history.batch_features(p, batch, None, task, bc).sum()
 
-    def decoder(p, m):
+    def decoder(p, m, batch):
         return jax.vmap(lambda mb, trial: decoder_lib.decoder_log_likelihood(p, mb, trial, task, bc))(
             m, batch).sum()
 
@@ -154,12 +158,12 @@ def _svi_parts(task, config: em.EMConfig, batch, repeats: int) -> dict[str, dict
         return (q.mean.sum() + q.variance.sum() + policy_logits(p, f[:, :T]).sum()
                 + value(p, f[:, :T], bc).sum())
 
-    parts = {"encoder": (encoder, (params,)), "decoder": (decoder, (params, m)),
-             "heads": (heads, (params, features))}
+    parts = {"encoder": (encoder, (params, batch), (0,)), "decoder": (decoder, (params, m, batch), (0, 1)),
+             "heads": (heads, (params, features), (0, 1))}
     out = {}
-    for name, (fn, args) in parts.items():
+    for name, (fn, args, wrt) in parts.items():
         forward = _timed(fn, *args, repeats=repeats)
-        backward = _timed(jax.grad(fn, argnums=tuple(range(len(args)))), *args, repeats=repeats)
+        backward = _timed(jax.grad(fn, argnums=wrt), *args, repeats=repeats)
         out[name] = {"forward": forward["seconds"], "forward_backward": backward["seconds"],
                      "compile_seconds": forward["compile_seconds"] + backward["compile_seconds"]}
     return out
@@ -177,17 +181,17 @@ def em_costs(task, config: em.EMConfig, repeats: int) -> dict[str, Any]:
         agent = make_planner_agent(learned_model(task, config.belief, params), config.planner_config(False))
         return rollout.run_trials(s.rng_key, task, agent, config.num_envs).transitions.reward
 
-    acting = _timed(act, state, repeats=repeats)
+    acting = _timed(act, state, repeats=repeats)  # (the batch below is an argument, not a constant)
     U, Bt, T, A = config.svi_updates, config.batch_trials, task.trial_length, task.num_actions
     batch, policy_targets, value_targets = _trials(task, Bt)
     svi_state = svi.init(jax.random.key(1), batch, policy_targets, value_targets)  # the same shapes
     batches = jax.tree.map(lambda x: jnp.broadcast_to(x, (U,) + x.shape), batch)
     targets = (jnp.full((U, Bt, T, A), 1.0 / A), jnp.zeros((U, Bt, T)))
 
-    def learn(s):
+    def learn(s, batches, targets):
         return svi.update_many(s, batches, *targets, config.policy_weight, config.value_weight)[1]
 
-    learning = _timed(learn, svi_state, repeats=repeats)
+    learning = _timed(learn, svi_state, batches, targets, repeats=repeats)
     steps = trainer.env_steps_per_iteration
     out = {"iteration_s": iteration["seconds"], "acting_s": acting["seconds"],
            "learning_s": learning["seconds"],
