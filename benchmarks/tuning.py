@@ -37,7 +37,7 @@ POINTS: dict[str, dict[str, dict]] = {
         "encstop": {"belief.heads_encoder_gradient": 0.0},
         "symlog": {"belief.value_transform": "symlog"},
         "enum": {"planner.outcome": "enumerate"},
-        "envs8": {"num_envs": 8},
+        "trust": {"distill_trust": 1.0},
     },
     "rl2": {
         "baseline": {},

@@ -4,6 +4,9 @@
     varibased train ... --resume                      # continue a run
     varibased evaluate runs/grid --particles 64 --nested 4 --depth 4 --trials 512
     varibased references --task gridworld --task bernoulli_bandit
+    varibased train --task mymod:make_task --steps 20000 --out runs/mine   # your own task
+    varibased evaluate runs/mine --task mymod:make_task --set planner.outcome=enumerate
+    varibased config --task gridworld --agent varibased   # every config field and default
     varibased demo                                    # the README's main job, small budget
     varibased plot runs/a runs/b --out runs/compare.png   # overlay runs (normalized score)
 
@@ -86,9 +89,19 @@ def _parse_sets(items: list[str] | None) -> dict[str, Any]:
 
 
 def _check_task(name: str) -> None:
+    """A known id, or an import path whose factory builds a valid task (imported now, with the
+    current directory on the import path)."""
+    from varibased.inference.runtask import import_from_current_directory
     from varibased.models import registry
+    from varibased.models.task import TaskError
 
-    if name not in registry.names():
+    import_from_current_directory(name)
+    if registry.is_import_path(name):
+        try:
+            registry.make(name)
+        except TaskError as error:
+            raise CliError(str(error)) from error
+    elif name not in registry.names():
         raise CliError(f"unknown task {name!r}; known tasks: {', '.join(registry.names())}")
 
 
@@ -105,13 +118,19 @@ def _budget_overrides(args: argparse.Namespace, agent: str) -> dict[str, Any]:
 
 
 def _references(task_name: str, trials: int, seed: int = 0) -> dict[str, Any]:
+    from varibased.models.task import TaskError
     from varibased.planning.references import references
 
-    return references(task_name, num_trials=trials, seed=seed)
+    try:
+        return references(task_name, num_trials=trials, seed=seed)
+    except TaskError as error:
+        raise CliError(str(error)) from error
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from varibased.inference import checkpoint, runner
+    from varibased.inference.runtask import import_from_current_directory
+    from varibased.models.task import TaskError
 
     if args.steps is not None and args.steps < 1:
         raise CliError(f"--steps must be a positive integer, got {args.steps}")
@@ -119,6 +138,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     _check_trials("--eval-trials", args.eval_trials)
     _check_trials("--reference-trials", args.reference_trials)  # --out: runner.run checks it first
     overrides = {**_parse_sets(args.set), **_budget_overrides(args, args.agent)}
+    import_from_current_directory(args.task)
     try:
         summary = runner.run(args.task, args.agent, overrides, args.steps or 100_000, args.out, args.resume,
                              seed=args.seed, eval_every=args.eval_every, eval_trials=args.eval_trials,
@@ -126,7 +146,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                              progress=not args.quiet)
     except runner.TrainingInterrupted as error:
         raise CliInterrupted(str(error)) from error
-    except (runner.RunError, runner.NonFiniteError, checkpoint.CheckpointError) as error:
+    except (runner.RunError, runner.NonFiniteError, checkpoint.CheckpointError, TaskError) as error:
         raise CliError(str(error)) from error
     print(f"trained {summary['env_steps']} env steps in {summary['wall_seconds']:.1f} s "
           f"({summary['env_steps_per_s']:.0f} steps/s, compile {summary['compile_seconds']:.1f} s); "
@@ -138,15 +158,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _evaluate(run_dir, **kwargs) -> dict[str, Any]:
     from varibased.inference import checkpoint, runner
+    from varibased.models.task import TaskError
 
     try:
         return runner.evaluate_run(run_dir, **kwargs)
-    except (runner.RunError, checkpoint.CheckpointError) as error:
+    except (runner.RunError, checkpoint.CheckpointError, TaskError) as error:
         raise CliError(str(error)) from error
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from varibased.inference import runner
+    from varibased.inference.runtask import import_from_current_directory
 
     if args.trials < 2:
         raise CliError(f"--trials must be >= 2, got {args.trials}")
@@ -157,13 +179,37 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         saved = runner.load_run(args.run_dir)
     except runner.RunError as error:
         raise CliError(str(error)) from error
-    result = _evaluate(args.run_dir, trials=args.trials, seed=args.seed,
-                       overrides=_budget_overrides(args, saved["agent"]))
+    overrides = {**_evaluation_sets(args.set, saved["agent"]), **_budget_overrides(args, saved["agent"])}
+    if args.task is not None:
+        import_from_current_directory(args.task)
+    result = _evaluate(args.run_dir, trials=args.trials, seed=args.seed, overrides=overrides, task=args.task)
     print(f"{saved['agent']} on {saved['task']}: return {result['mean_return']:.3f} ± {result['se']:.3f}, "
           f"normalized score {result['normalized_score']:.3f} ± {result['normalized_score_se']:.3f} "
           f"({args.trials} held-out trials)")
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def _evaluation_sets(items: list[str] | None, agent: str) -> dict[str, Any]:
+    """``evaluate --set``: planner fields only (the others would change the trained network)."""
+    from varibased.inference.cli_help import evaluation_overrides
+
+    try:
+        return evaluation_overrides(agent, _parse_sets(items))
+    except ValueError as error:
+        raise CliError(str(error)) from error
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    """``varibased config --task T --agent A``: every config field with its default for T."""
+    from varibased.inference.cli_help import fields_table
+
+    if args.task is not None:
+        _check_task(args.task)
+    print(fields_table(args.agent, args.task))
+    tail = "; evaluate --set takes the planner.* fields" if args.agent == "varibased" else ""
+    print(f"\nset any of them with train --set PATH=VALUE{tail}")
     return 0
 
 
@@ -243,18 +289,26 @@ def _add_plot_command(sub) -> None:
     plot.set_defaults(func=_cmd_plot)
 
 
+_TASK_HELP = "task id, or your own task's factory by import path PKG.MOD:FACTORY (from the current directory)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from varibased.inference.cli_help import FieldsHelp  # the fields load only when help is asked for
+
     parser = argparse.ArgumentParser(
         prog="varibased",
         description="Variational Bayes-adaptive SMC planning (VariBASeD) in JAX and NumPyro.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Tasks: gridworld, function_optimization, bernoulli_bandit (and any registered). "
-               "Agents: varibased, rl2.",
+        epilog="Tasks: gridworld, function_optimization, bernoulli_bandit (and any registered), or your "
+               "own by import path PKG.MOD:FACTORY. Agents: varibased, rl2. Config fields: "
+               "varibased train --help, varibased config --task T --agent A.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train an agent and write a run directory")
-    train.add_argument("--task", required=True, help="task id")
+    train = sub.add_parser("train", help="train an agent and write a run directory", add_help=False,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("-h", "--help", action=FieldsHelp, help="show this help, with every config field")
+    train.add_argument("--task", required=True, help=_TASK_HELP)
     train.add_argument("--agent", default="varibased", choices=["varibased", "rl2"])
     train.add_argument("--steps", type=int, help="real environment steps (default 100000)")
     train.add_argument("--seed", type=int, default=0)
@@ -280,10 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--trials", type=int, default=512)
     evaluate.add_argument("--seed", type=int, default=20_000, help="seed of the held-out tasks")
     evaluate.add_argument("--json", help="also write the result to this JSON file")
+    evaluate.add_argument("--task", help="the run's task named again: needed for a custom task "
+                          "(PKG.MOD:FACTORY), whose code is imported only when you name it")
+    evaluate.add_argument("--set", action="append", metavar="KEY=VALUE",
+                          help="a planner field, e.g. --set planner.outcome=enumerate (repeatable)")
     evaluate.set_defaults(func=_cmd_evaluate)
 
     refs = sub.add_parser("references", help="reference agents' returns (random ... Bayes-optimal)")
-    refs.add_argument("--task", action="append", help="task id (repeatable; default gridworld)")
+    refs.add_argument("--task", action="append", help=_TASK_HELP + " (repeatable; default gridworld)")
     refs.add_argument("--out", default="runs/references")
     refs.add_argument("--trials", type=int, default=2000)
     refs.add_argument("--seed", type=int, default=0)
@@ -296,6 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--resume", action="store_true")
     demo.set_defaults(func=_cmd_demo)
     _add_plot_command(sub)
+    config = sub.add_parser("config", help="list every config field of an agent, with its default for a task")
+    config.add_argument("--task", help=_TASK_HELP + " (default: the config classes' own defaults)")
+    config.add_argument("--agent", default="varibased", choices=["varibased", "rl2"])
+    config.set_defaults(func=_cmd_config)
     return parser
 
 

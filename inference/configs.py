@@ -74,7 +74,7 @@ LEGACY: dict[str, dict[str, Any]] = {
                      "value_transform": "none", "heads_encoder_gradient": 1.0,
                      # issue 16
                      "elbo_steps": 0, "decode_steps": 0},
-    "EMConfig": {"window": 0, "value_targets": "acting"},
+    "EMConfig": {"window": 0, "value_targets": "acting", "distill_trust": 0.0},
     "PlannerConfig": {"nested_draws": "all"},  # issue 16
 }
 

@@ -92,6 +92,11 @@ class EMConfig:
             value estimates stored when the trial was played (never refreshed), or
             ``"current"``, the value network at the start of each M-step on the replayed
             history (a target network refreshed every iteration; not with windows).
+        distill_trust: ``beta >= 0``, a KL trust region on the distillation: the policy is fit
+            to ``(pi_hat + beta pi_old) / (1 + beta)``, where ``pi_old`` is the policy at the
+            start of the M-step on the replayed history (a lagged target policy). This is the
+            penalized objective ``CE(pi_hat, pi) + beta KL(pi_old || pi)`` up to a constant and
+            the factor ``1 + beta``. 0: no trust region (not with windows otherwise).
         window: 0 (re-encode every trial from its start) or ``W`` in ``[1, trial_length]``:
             train on windows of ``W`` beliefs from cached S5 states (the paper's mode).
     """
@@ -108,6 +113,7 @@ class EMConfig:
     value_lambda: float = 0.9
     window: int = 0
     value_targets: str = "acting"
+    distill_trust: float = 0.0
 
     def __post_init__(self) -> None:
         for name, cls in (("belief", BeliefConfig), ("planner", PlannerConfig), ("svi", SVIConfig)):
@@ -127,10 +133,13 @@ class EMConfig:
             value_weight=check.number("EMConfig", "value_weight", self.value_weight, low=0.0),
             value_lambda=check.number("EMConfig", "value_lambda", self.value_lambda, low=0.0, high=1.0),
             window=check.nonnegative_int("EMConfig", "window", self.window),
+            distill_trust=check.number("EMConfig", "distill_trust", self.distill_trust, low=0.0),
         )
         check.choice("EMConfig", "value_targets", self.value_targets, ("acting", "current"))
         if self.window and self.value_targets != "acting":
             raise ValueError("EMConfig.value_targets='current' needs window=0 (whole replayed trials)")
+        if self.window and self.distill_trust:
+            raise ValueError("EMConfig.distill_trust > 0 needs window=0 (whole replayed trials)")
         self.planner.check_memory(self.num_envs, planning_node_bytes(self.belief))
         if self.window and not guides.family(self.belief).supports_windows:
             raise ValueError(f"EMConfig.window > 0 needs a guide that supports windows, e.g. 'diagonal' (the "
@@ -200,13 +209,23 @@ def policy_agent(task: Task, config: EMConfig, params: Any, *, evaluation: bool)
     return Agent(init=lambda rng_key, task_params: model.init(rng_key), act=act, update=model.update)
 
 
-def _current_value_targets(params, batch, task: Task, config: EMConfig) -> Array:
-    """TD(lambda) targets ``[B, T]`` of a batch of trials, bootstrapped on the value network
-    with ``params`` (held fixed: no gradient flows through targets)."""
+def _current_targets(params, batch, policy_targets: Array, value_targets: Array, task: Task,
+                     config: EMConfig) -> tuple[Array, Array]:
+    """A batch's targets refreshed with the network at the start of the M-step (``params``,
+    held fixed: no gradient flows through targets): TD(lambda) value targets ``[B, T]``
+    bootstrapped on its value (``value_targets="current"``), and the distillation targets
+    ``[B, T, A]`` mixed with its policy (``distill_trust > 0``)."""
     features = history.batch_features(params, batch, None, task, config.belief)[:, : task.trial_length]
-    values = jax.lax.stop_gradient(belief_lib.value(params, features, config.belief))
-    gamma, lam = config.planner.gamma, config.value_lambda
-    return jax.vmap(lambda r, v: lambda_returns(r, v, gamma, lam))(batch.rewards, values)
+    features = jax.lax.stop_gradient(features)
+    if config.value_targets == "current":
+        values = belief_lib.value(params, features, config.belief)
+        gamma, lam = config.planner.gamma, config.value_lambda
+        value_targets = jax.vmap(lambda r, v: lambda_returns(r, v, gamma, lam))(batch.rewards, values)
+    if config.distill_trust:
+        beta = config.distill_trust
+        old = jax.nn.softmax(belief_lib.policy_logits(params, features))
+        policy_targets = (policy_targets + beta * old) / (1.0 + beta)
+    return policy_targets, value_targets
 
 
 def make_trainer(task: Task, config: EMConfig) -> Trainer:
@@ -262,8 +281,10 @@ def make_trainer(task: Task, config: EMConfig) -> Trainer:
         take = lambda x: x[idx]  # noqa: E731
         batches, policy_targets, value_targets = (jax.tree.map(take, replay.batch),
                                                   take(replay.policy_targets), take(replay.value_targets))
-        if config.value_targets == "current":  # bootstrap on the current value network
-            value_targets = jax.vmap(lambda b: _current_value_targets(params, b, task, config))(batches)
+        if config.value_targets == "current" or config.distill_trust:
+            policy_targets, value_targets = jax.vmap(
+                lambda b, p, v: _current_targets(params, b, p, v, task, config))(
+                    batches, policy_targets, value_targets)
         windows = None
         if config.window:
             W = config.window

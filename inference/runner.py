@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from varibased.inference import agents, checkpoint, configs, pictures, snapshots
+from varibased.inference import agents, checkpoint, configs, pictures, runtask, snapshots
 from varibased.inference.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -97,11 +97,13 @@ def evaluate_state(task: Task, trainer: Trainer, state: Any, num_trials: int, ev
 
 
 def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 20_000,
-                 overrides: dict[str, Any] | None = None, reference_trials: int = 2000) -> dict[str, Any]:
+                 overrides: dict[str, Any] | None = None, reference_trials: int = 2000,
+                 task: str | None = None) -> dict[str, Any]:
     """Evaluate the checkpoint of a run directory greedily on held-out trials.
 
     Args:
         run_dir: a directory written by :func:`run` (``varibased train``).
+        task: the run's task named again: needed for a task by import path (:mod:`.runtask`).
         trials: number of held-out trials.
         seed: seed of the held-out tasks.
         overrides: agent-config changes by dotted path or flat alias, e.g. a planning budget
@@ -112,7 +114,7 @@ def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 
         ``{"mean_return", "se", "normalized_score", "normalized_score_se", "config", "trials"}``.
 
     Raises:
-        RunError: not a run, an unreadable config, or bad overrides.
+        RunError: not a run, an unreadable config, bad overrides, or a custom task not named again.
         checkpoint.CheckpointError: a missing, corrupt or foreign checkpoint.
     """
     trials = _check_count("trials", trials, minimum=2)
@@ -121,6 +123,7 @@ def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 
         raise RunError(f"seed must be an int in [0, 2**32), got {seed!r}")
     saved = load_run(run_dir)
     config_path = pathlib.Path(run_dir) / CONFIG_FILE
+    task_name = runtask.task_of_run(saved["task"], task, config_path)
     try:
         config = agents.config_from_json(saved["agent"], saved["agent_config"])
         config = configs.replace(config, {configs.canonical_path(saved["agent"], type(config), k): v
@@ -131,7 +134,7 @@ def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 
     # A missing, foreign or swapped file: before any set-up.
     check_checkpoint_identity(ckpt_path, saved, checkpoint.read_metadata(ckpt_path))
     try:
-        task = registry.make(saved["task"], **saved.get("task_config", {}))
+        task = registry.make(task_name, **saved.get("task_config", {}))
     except TaskError as error:
         raise RunError(f"{config_path}: {error}") from error
     try:
@@ -141,7 +144,7 @@ def evaluate_run(run_dir: str | pathlib.Path, *, trials: int = 512, seed: int = 
         raise RunError(str(error)) from error
     state, _ = checkpoint.load(ckpt_path, jax.jit(trainer.init)(jax.random.key(saved["seed"])))
     returns = evaluate_state(task, trainer, state, trials, seed)
-    score, score_se = normalized_scores(returns, references(saved["task"], num_trials=reference_trials))
+    score, score_se = normalized_scores(returns, references(task_name, num_trials=reference_trials))
     return json_safe({"mean_return": float(returns.mean()),
                       "se": float(returns.std(ddof=1) / len(returns) ** 0.5),
                       "normalized_score": score, "normalized_score_se": score_se,
@@ -160,7 +163,7 @@ def run(task_name: str, agent: str, overrides: dict[str, Any] | None = None, ste
     the run configuration and the directory (another run, or a resume of another config).
 
     Args:
-        task_name: a registered task id.
+        task_name: a registered task id or a factory's import path ``package.module:factory``.
         agent: ``"varibased"`` or ``"rl2"``.
         overrides: agent-config changes on top of the per-task defaults.
         steps: budget of real environment steps.
@@ -181,8 +184,7 @@ def run(task_name: str, agent: str, overrides: dict[str, Any] | None = None, ste
         RunError: a bad input (named) or directory, before any work.
         NonFiniteError: training went non-finite (the last good checkpoint is kept).
     """
-    if task_name not in registry.names():
-        raise RunError(f"unknown task {task_name!r}; known tasks: {', '.join(registry.names())}")
+    task = runtask.make_task(task_name)
     try:
         config = agents.make_config(agent, task_name, overrides)
         run_config = RunConfig(
@@ -200,7 +202,6 @@ def run(task_name: str, agent: str, overrides: dict[str, Any] | None = None, ste
     elif not isinstance(resume, bool):
         raise RunError(f"resume must be True, False or 'auto', got {resume!r}")
     check_run_dir(run_dir, run_config, resume)
-    task = registry.make(task_name)
     try:
         agents.check_budget(agent, task, config, run_config.eval_trials)
         trainer = agents.make_trainer(agent, task, config)

@@ -37,6 +37,8 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
+from varibased.models.task_checks import TaskError, check_functions, check_reward_values
+
 Array = jax.Array
 PRNGKey = jax.Array
 TaskParams = Any  # a pytree of arrays: the values of the prior's sample sites
@@ -62,10 +64,6 @@ __all__ = [
     "constant_observation",
     "validate",
 ]
-
-
-class TaskError(ValueError):
-    """A task definition or its configuration is invalid."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -354,66 +352,5 @@ def validate(task: Task) -> None:
             f"task {name!r}: thompson_resample must be 'step' or 'episode', "
             f"got {task.thompson_resample!r}"
         )
-    if task.reward_values is not None:
-        values = tuple(task.reward_values)
-        if len(values) < 2 or len(set(values)) != len(values):
-            raise TaskError(f"task {name!r}: reward_values must be >= 2 distinct numbers, got {values!r}")
-    _check_shapes(task)
-
-
-def _check_shapes(task: Task) -> None:
-    name = task.name
-    key = jax.random.key(0)
-    try:
-        params = jax.eval_shape(lambda k: sample_task(k, task), key)
-    except Exception as error:  # noqa: BLE001 - re-raised with the task's name
-        raise TaskError(f"task {name!r}: its prior failed to evaluate: {error}") from error
-    try:
-        state = jax.eval_shape(task.initial_state)
-    except Exception as error:  # noqa: BLE001
-        raise TaskError(f"task {name!r}: initial_state failed: {error}") from error
-    action = jax.ShapeDtypeStruct((), jnp.int32)
-    try:
-        moved = jax.eval_shape(task.transition, state, action)
-    except Exception as error:  # noqa: BLE001
-        raise TaskError(f"task {name!r}: transition(state, action) failed: {error}") from error
-    if jax.tree.structure(moved) != jax.tree.structure(state) or any(
-        a.shape != b.shape for a, b in zip(jax.tree.leaves(moved), jax.tree.leaves(state), strict=True)
-    ):
-        raise TaskError(
-            f"task {name!r}: transition must return a state shaped like initial_state(): "
-            f"got {moved}, expected {state}"
-        )
-    obs = jax.eval_shape(task.observe, state)
-    if getattr(obs, "shape", None) != (task.obs_dim,):
-        raise TaskError(
-            f"task {name!r}: observe(state) must have shape (obs_dim,) = ({task.obs_dim},), "
-            f"got {getattr(obs, 'shape', obs)}"
-        )
-    try:
-        reward = jax.eval_shape(
-            lambda p, s, a, n: task.reward_distribution(p, s, a, n).sample(jax.random.key(0)),
-            params,
-            state,
-            action,
-            moved,
-        )
-    except Exception as error:  # noqa: BLE001
-        raise TaskError(f"task {name!r}: reward_distribution failed: {error}") from error
-    if reward.shape != ():
-        raise TaskError(f"task {name!r}: a reward draw must be a scalar, got shape {reward.shape}")
-    if task.categorical_rewards and not jnp.issubdtype(reward.dtype, jnp.integer):
-        raise TaskError(
-            f"task {name!r}: with reward_values, reward_distribution must be over the integer "
-            f"index into reward_values, got dtype {reward.dtype}"
-        )
-    if task.belief_init is not None and task.belief_sample is not None:
-        belief = jax.eval_shape(task.belief_init)
-        draw = jax.eval_shape(task.belief_sample, key, belief)
-        if jax.tree.structure(draw) != jax.tree.structure(params) or any(
-            a.shape != b.shape for a, b in zip(jax.tree.leaves(draw), jax.tree.leaves(params), strict=True)
-        ):
-            raise TaskError(
-                f"task {name!r}: belief_sample must return a task shaped like the prior's: "
-                f"got {draw}, expected {params}"
-            )
+    check_reward_values(task)
+    check_functions(task)  # by abstract evaluation (models/task_checks.py)

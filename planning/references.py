@@ -27,7 +27,7 @@ import numpy as np
 
 from varibased.models import registry
 from varibased.models.rollout import evaluate
-from varibased.models.task import Task
+from varibased.models.task import Task, TaskError
 from varibased.planning import baselines as baseline_registry
 from varibased.planning import reference_agents
 
@@ -72,14 +72,16 @@ def compute_references(task: Task, *, num_trials: int = DEFAULT_TRIALS, seed: in
     elif "oracle" in out:
         out["reference"] = {"agent": "oracle", "mean": out["oracle"]["mean"], "exact": False}
     else:
-        raise ValueError(f"task {task.name!r} provides no reference agent beyond random")
+        raise TaskError(f"task {task.name!r} provides no reference agent beyond random (give it an "
+                        "oracle_action, a bayes_optimal_value or a baseline)")
     out["num_trials"] = num_trials
     out["seed"] = seed
     return out
 
 
 @functools.lru_cache(maxsize=32)
-def _cached(name: str, kwargs: tuple, num_trials: int, seed: int) -> dict[str, Any]:
+def _cached(name: str, revision: int, kwargs: tuple, num_trials: int, seed: int) -> dict[str, Any]:
+    del revision  # part of the key: a task registered again (overwrite=True) is recomputed
     return compute_references(registry.make(name, **dict(kwargs)), num_trials=num_trials, seed=seed)
 
 
@@ -97,7 +99,7 @@ def references(task: str | Task, *, num_trials: int = DEFAULT_TRIALS, seed: int 
     """
     if isinstance(task, Task):
         return compute_references(task, num_trials=num_trials, seed=seed)
-    return _cached(task, tuple(sorted(task_kwargs.items())), num_trials, seed)
+    return _cached(task, registry.revision(task), tuple(sorted(task_kwargs.items())), num_trials, seed)
 
 
 def normalized_score(mean: float, refs: dict[str, Any], se: float = 0.0) -> tuple[float, float]:

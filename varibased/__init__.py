@@ -12,6 +12,9 @@ entry points are re-exported here, name by name::
 
 __version__ = "0.2.0"
 
+# First: numpyro loaded for real (and repaired) whatever the user imported before (arviz).
+from varibased import _numpyro as _numpyro  # noqa: I001 - must stay first
+
 from varibased.inference.em import EMConfig as EMConfig
 from varibased.inference.rl2 import RL2Config as RL2Config
 from varibased.inference.svi import SVIConfig as SVIConfig

@@ -143,3 +143,27 @@ def test_enumerated_outcomes_on_continuous_rewards_are_named_before_compiling():
     task = registry.make("function_optimization")
     with pytest.raises(ValueError, match="enumerate"):
         em.make_trainer(task, em.EMConfig.for_task(task.name, **TINY, outcome="enumerate"))
+
+
+def test_distillation_trust_region_mixes_the_targets_with_the_lagged_policy():
+    task = registry.make("bernoulli_bandit")
+    config = em.EMConfig.for_task(task.name, **TINY, distill_trust=1.0)
+    trainer = em.make_trainer(task, config)
+    state, _ = jax.jit(trainer.iteration)(trainer.init(jax.random.key(0)))
+    params = trainer.params(state)
+    batch = jax.tree.map(lambda x: x[:4], state.replay.batch)
+    targets = jax.nn.one_hot(jnp.zeros((4, task.trial_length), jnp.int32), task.num_actions)
+    values = jnp.zeros((4, task.trial_length))
+    mixed, same_values = em._current_targets(params, batch, targets, values, task, config)
+    features = em.history.batch_features(params, batch, None, task, config.belief)[:, : task.trial_length]
+    old = jax.nn.softmax(em.belief_lib.policy_logits(params, features))
+    np.testing.assert_allclose(mixed, (targets + old) / 2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mixed.sum(-1), 1.0, atol=1e-5)
+    assert same_values is values  # value targets untouched unless value_targets="current"
+    plain = em.EMConfig.for_task(task.name, **TINY)
+    kept, _ = em._current_targets(params, batch, targets, values, task, plain)
+    assert kept is targets
+    with pytest.raises(ValueError, match="distill_trust"):
+        em.EMConfig.for_task(task.name, **TINY, distill_trust=-0.5)
+    with pytest.raises(ValueError, match="window=0"):
+        em.EMConfig.for_task(task.name, **TINY, distill_trust=0.5, window=5)
