@@ -117,7 +117,8 @@ def svi_costs(task, config: em.EMConfig, subsampled: em.EMConfig, repeats: int) 
         svi = make_belief_svi(task, cfg.belief, cfg.svi)
         state = svi.init(jax.random.key(1), batch, policy_targets, value_targets)
         weights = (cfg.policy_weight, cfg.value_weight)
-        fn = (lambda s, k, b, pt, vt, svi=svi, w=weights: svi.update(s, b, pt, vt, *w, None, k)[1])
+        # the new state is returned too: with the loss alone XLA would drop the backward pass
+        fn = (lambda s, k, b, pt, vt, svi=svi, w=weights: svi.update(s, b, pt, vt, *w, None, k))
         start = time.perf_counter()
         args = (state, jax.random.key(2), batch, policy_targets, value_targets)  # arguments, not constants
         updates[name] = (jax.jit(fn).lower(*args).compile(), args)
@@ -173,7 +174,7 @@ def em_costs(task, config: em.EMConfig, repeats: int) -> dict[str, Any]:
     """A whole EM iteration, and acting and learning apart."""
     trainer = em.make_trainer(task, config)
     state = trainer.init(jax.random.key(0))
-    iteration = _timed(lambda s: trainer.iteration(s)[1]["loss"], state, repeats=repeats)
+    iteration = _timed(trainer.iteration, state, repeats=repeats)
     svi = make_belief_svi(task, config.belief, config.svi)
 
     def act(s):
@@ -189,7 +190,7 @@ def em_costs(task, config: em.EMConfig, repeats: int) -> dict[str, Any]:
     targets = (jnp.full((U, Bt, T, A), 1.0 / A), jnp.zeros((U, Bt, T)))
 
     def learn(s, batches, targets):
-        return svi.update_many(s, batches, *targets, config.policy_weight, config.value_weight)[1]
+        return svi.update_many(s, batches, *targets, config.policy_weight, config.value_weight)
 
     learning = _timed(learn, svi_state, batches, targets, repeats=repeats)
     steps = trainer.env_steps_per_iteration
@@ -207,7 +208,7 @@ def rl2_costs(task, config: rl2.RL2Config, repeats: int) -> dict[str, Any]:
     """One RL^2 iteration at ``config``."""
     trainer = rl2.make_trainer(task, config)
     state = trainer.init(jax.random.key(0))
-    timed = _timed(lambda s: trainer.iteration(s)[1]["loss"], state, repeats=repeats)
+    timed = _timed(trainer.iteration, state, repeats=repeats)
     steps = trainer.env_steps_per_iteration
     out = {"iteration_s": timed["seconds"], "env_steps_per_iteration": steps,
            "env_steps_per_s": steps / timed["seconds"], "us_per_step": timed["seconds"] / steps * 1e6,
