@@ -170,9 +170,11 @@ def linear_fits(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return fits
 
 
-def bare_s5_rate(task, batch: int, repeats: int, num_steps: int = 32) -> dict[str, Any]:
-    """Steps/s of the bare S5 encoder step (1 layer, P=32, H=64) at ``batch``."""
-    config = s5.EncoderConfig(input_dim=task.obs_dim + task.num_actions + 2)
+def bare_s5_rate(task, batch: int, repeats: int, num_steps: int = 32,
+                 encoder: s5.EncoderConfig | None = None) -> dict[str, Any]:
+    """Steps/s of the bare S5 encoder step at ``batch``: ``encoder`` (e.g. the learned
+    belief's, ``history.encoder_config``), by default 1 layer, P=32, H=64, linear embedding."""
+    config = encoder or s5.EncoderConfig(input_dim=task.obs_dim + task.num_actions + 2)
     params = s5.encoder_init(jax.random.key(0), config)
     carry = jax.tree.map(lambda x: jnp.broadcast_to(x, (batch,) + x.shape),
                          s5.encoder_initial_carry(config))

@@ -75,8 +75,11 @@ LEGACY: dict[str, dict[str, Any]] = {
     # Added during version 1 (runs saved before them trained with these behaviours).
     "BeliefConfig": {"guide": "diagonal", "decoder": "bilinear", "factor_rank": 1,
                      # version 2 (issue 14)
-                     "value_transform": "none", "heads_encoder_gradient": 1.0},
+                     "value_transform": "none", "heads_encoder_gradient": 1.0,
+                     # issue 16
+                     "elbo_steps": 0, "decode_steps": 0},
     "EMConfig": {"window": 0, "value_targets": "acting", "distill_trust": 0.0},
+    "PlannerConfig": {"nested_draws": "all"},  # issue 16
 }
 
 

@@ -56,7 +56,7 @@ from varibased.inference.returns import lambda_returns
 from varibased.inference.svi import SVIConfig, make_belief_svi
 from varibased.inference.trainer import Trainer
 from varibased.models import belief as belief_lib
-from varibased.models import guides, history
+from varibased.models import guides, history, subsample
 from varibased.models import validation as check
 from varibased.models.agent import Agent
 from varibased.models.belief import BeliefConfig
@@ -293,8 +293,11 @@ def make_trainer(task: Task, config: EMConfig) -> Trainer:
                 batches, jax.tree.map(take, replay.carries), starts)
             cut = jax.vmap(jax.vmap(lambda x, s: jax.lax.dynamic_slice_in_dim(x, s, W, axis=0)))
             policy_targets, value_targets = cut(policy_targets, starts), cut(value_targets, starts)
+        subsample_keys = None  # the ELBO's kept steps (only when subsampled: the default stream is kept)
+        if subsample.subsamples(belief_config):
+            subsample_keys = jax.random.split(jax.random.fold_in(sample_key, 2), config.svi_updates)
         svi_state, losses = svi.update_many(state.svi_state, batches, policy_targets, value_targets,
-                                            *weights, windows)
+                                            *weights, windows, subsample_keys)
         returns = trajectory.transitions.reward.sum(-1)
         entropy = -(info.policy * jnp.log(info.policy + 1e-12)).sum(-1)
         metrics = {

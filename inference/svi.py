@@ -12,6 +12,9 @@ Usage::
 optional ``policy_targets`` / ``value_targets`` (and static weights) as the model, so the EM
 trainer runs its M-step on the joint objective with them. The loss is
 ``TraceMeanField_ELBO`` (closed-form KL between the Gaussian guide and the N(0, I) prior).
+When the belief's configuration subsamples the ELBO (``BeliefConfig.elbo_steps`` /
+``decode_steps``, :mod:`models.subsample`), every update takes an explicit ``subsample_key``
+(``subsample_keys [U]`` for ``update_many``) drawing the steps it keeps.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import optax
 from numpyro.infer import SVI, TraceMeanField_ELBO
 from numpyro.infer.svi import SVIState
 
+from varibased.models import subsample
 from varibased.models import validation as check
 from varibased.models.belief import BeliefConfig, BeliefModel, BeliefParams, make_belief_model
 from varibased.models.history import TrialBatch
@@ -69,11 +73,12 @@ class BeliefSVI(NamedTuple):
     Attributes:
         init: ``(rng_key, batch, policy_targets=None, value_targets=None) -> SVIState``.
         update: ``(state, batch, policy_targets=None, value_targets=None, policy_weight=1.,
-            value_weight=1., window=None) -> (state, loss)``, jitted (``window``: a
-            :class:`~models.history.Window`, to train on fixed windows from cached S5 states).
-        update_many: same, with a leading axis ``U`` on ``batch``, the targets and the
-            windows (``windows=``): ``U`` updates in one ``lax.scan`` -> ``(state, losses [U])``,
-            jitted.
+            value_weight=1., window=None, subsample_key=None) -> (state, loss)``, jitted
+            (``window``: a :class:`~models.history.Window`, to train on fixed windows from
+            cached S5 states; ``subsample_key``: needed when the ELBO is subsampled).
+        update_many: same, with a leading axis ``U`` on ``batch``, the targets, the windows
+            (``windows=``) and the keys (``subsample_keys=``): ``U`` updates in one
+            ``lax.scan`` -> ``(state, losses [U])``, jitted.
         get_params: ``state -> BeliefParams``.
         loss: ``(rng_key, params, batch, ...) -> float``, the loss at given parameters.
         svi: the underlying ``numpyro.infer.SVI``.
@@ -105,18 +110,26 @@ def make_belief_svi(task: Task, config: BeliefConfig | None = None,
     def init(rng_key: Array, batch: TrialBatch, policy_targets=None, value_targets=None) -> SVIState:
         return svi.init(rng_key, batch, policy_targets, value_targets)
 
+    def check_key(key) -> None:
+        if key is None and subsample.subsamples(belief_model.config):
+            raise ValueError("BeliefConfig.elbo_steps / decode_steps subsample the ELBO: every update "
+                             "needs a subsample_key (update_many: subsample_keys [U])")
+
     def update(state: SVIState, batch: TrialBatch, policy_targets=None, value_targets=None,
-               policy_weight=1.0, value_weight=1.0, window=None):
+               policy_weight=1.0, value_weight=1.0, window=None, subsample_key=None):
+        check_key(subsample_key)
         return svi.update(state, batch, policy_targets, value_targets, policy_weight, value_weight,
-                          window)
+                          window, subsample_key)
 
     def update_many(state: SVIState, batches: TrialBatch, policy_targets=None, value_targets=None,
-                    policy_weight=1.0, value_weight=1.0, windows=None):
-        def body(s, xs):
-            batch, pt, vt, window = xs
-            return update(s, batch, pt, vt, policy_weight, value_weight, window)
+                    policy_weight=1.0, value_weight=1.0, windows=None, subsample_keys=None):
+        check_key(subsample_keys)
 
-        return jax.lax.scan(body, state, (batches, policy_targets, value_targets, windows))
+        def body(s, xs):
+            batch, pt, vt, window, key = xs
+            return update(s, batch, pt, vt, policy_weight, value_weight, window, key)
+
+        return jax.lax.scan(body, state, (batches, policy_targets, value_targets, windows, subsample_keys))
 
     def get_params(state: SVIState) -> BeliefParams:
         # Every site is an unconstrained ``numpyro.param``, so the optimizer's values are the
@@ -124,9 +137,9 @@ def make_belief_svi(task: Task, config: BeliefConfig | None = None,
         return BeliefParams(**svi.optim.get_params(state.optim_state))
 
     def loss(rng_key: Array, params: BeliefParams, batch: TrialBatch, policy_targets=None,
-             value_targets=None, policy_weight=1.0, value_weight=1.0) -> Array:
+             value_targets=None, policy_weight=1.0, value_weight=1.0, subsample_key=None) -> Array:
         return elbo.loss(rng_key, params._asdict(), belief_model.model, belief_model.guide, batch,
-                         policy_targets, value_targets, policy_weight, value_weight)
+                         policy_targets, value_targets, policy_weight, value_weight, None, subsample_key)
 
     return BeliefSVI(
         init=init,
@@ -157,6 +170,8 @@ def fit(rng_key: Array, trainer: BeliefSVI, data: TrialBatch, *, num_updates: in
 
     Every call of the jitted ``update_many`` runs ``updates_per_call`` updates on fresh
     random minibatches of ``batch_size`` trials; ``num_updates`` is rounded up to a multiple.
+    A subsampled ELBO (:mod:`models.subsample`) draws its steps from keys folded from each
+    call's minibatch key.
 
     Returns:
         ``(state, losses)`` with the loss of every update (numpy ``[num_updates]``).
@@ -170,7 +185,10 @@ def fit(rng_key: Array, trainer: BeliefSVI, data: TrialBatch, *, num_updates: in
     draw = jax.jit(sample_minibatches, static_argnums=(2, 3))
     losses = []
     num_calls = -(-num_updates // updates_per_call)
+    subsampled = subsample.subsamples(trainer.belief_model.config)
     for key in jax.random.split(data_key, num_calls):
-        state, loss = trainer.update_many(state, draw(key, data, updates_per_call, batch_size))
+        keys = jax.random.split(jax.random.fold_in(key, 1), updates_per_call) if subsampled else None
+        state, loss = trainer.update_many(state, draw(key, data, updates_per_call, batch_size),
+                                          subsample_keys=keys)
         losses.append(loss)
     return state, np.asarray(jnp.concatenate(losses))

@@ -63,7 +63,7 @@ import numpyro.distributions as dist
 from numpyro import handlers
 
 from varibased.models import decoder as decoder_lib
-from varibased.models import guides, history, networks, s5
+from varibased.models import guides, history, networks, s5, subsample
 from varibased.models import validation as check
 from varibased.models.decoder import DECODER_INPUTS
 from varibased.models.heads import head_features, policy_logits, symlog, value
@@ -146,6 +146,10 @@ class BeliefConfig:
         heads_encoder_gradient: how much of the policy and value losses' gradient reaches the
             shared S5 encoder: 1 (all of it), 0 (none: the encoder is trained by the ELBO
             alone, VariBAD's default) or in between.
+        elbo_steps, decode_steps: subsample the ELBO (:mod:`models.subsample`, VariBAD's
+            ``vae_subsample_elbos`` / ``vae_subsample_decodes``): keep ``elbo_steps`` belief
+            steps and ``decode_steps`` decoded steps per trial, drawn from the update's
+            ``subsample_key`` (an unbiased estimate of the objective); 0 keeps all (exact).
     """
 
     latent_dim: int = 5
@@ -166,6 +170,8 @@ class BeliefConfig:
     step_max: float = 0.1
     value_transform: str = "none"
     heads_encoder_gradient: float = 1.0
+    elbo_steps: int = 0
+    decode_steps: int = 0
 
     def __post_init__(self) -> None:
         owner = "BeliefConfig"
@@ -182,7 +188,8 @@ class BeliefConfig:
             decoder_hidden=tuple(check.positive_int(owner, "decoder_hidden", h) for h in hidden),
             **{name: check.positive_int(owner, name, getattr(self, name)) for name in (
                 "latent_dim", "hidden_size", "state_size", "num_layers", "head_hidden", "factor_rank")},
-            input_hidden=check.nonnegative_int(owner, "input_hidden", self.input_hidden),
+            **{name: check.nonnegative_int(owner, name, getattr(self, name))
+               for name in ("input_hidden", "elbo_steps", "decode_steps")},
             decoder=check.choice(owner, "decoder", self.decoder, ("bilinear", "mlp", "linear")),
             guide=check.choice(owner, "guide", self.guide, GUIDES),
             decode=check.choice(owner, "decode", self.decode, ("trial", "past")),
@@ -299,36 +306,9 @@ def _param(site: str, task: Task, config: BeliefConfig):
     return numpyro.param(site, lambda key: init_params(key, task, config)[index])
 
 
-def _check_arguments(batch, policy_targets, value_targets, window, task: Task,
-                     config: BeliefConfig) -> None:
-    """Raise on arguments of :func:`model` / :func:`guide` of the wrong type or shape."""
-    history.check_batch(task, batch)
-    if batch.rewards is None and not (policy_targets is None and value_targets is None and window is None):
-        raise ValueError("batch.rewards=None (generate) takes no targets nor window: they read the history")
-    B, T = batch.actions.shape
-    P, A = T, task.num_actions
-    if window is not None:
-        if not isinstance(window, Window):
-            raise TypeError(f"window must be a Window, got {type(window).__name__}")
-        if not guides.family(config).supports_windows:
-            raise ValueError(f"training windows need guide='diagonal' (the {config.guide!r} "
-                             "guide sums factors from the trial's start)")
-        P = window.inputs.shape[1]
-        D = history.input_dim(task)
-        if window.inputs.shape != (B, P, D) or not 1 <= P <= T:
-            raise ValueError(f"Window.inputs must have shape [B={B}, W, D={D}] with "
-                             f"1 <= W <= T={T}, got {window.inputs.shape}")
-        if window.start.shape != (B,):
-            raise ValueError(f"Window.start must have shape ({B},), got {window.start.shape}")
-    if policy_targets is not None and policy_targets.shape != (B, P, A):
-        raise ValueError(f"policy_targets must have shape {(B, P, A)}, got {policy_targets.shape}")
-    if value_targets is not None and value_targets.shape != (B, P):
-        raise ValueError(f"value_targets must have shape {(B, P)}, got {value_targets.shape}")
-
-
 def model(batch: TrialBatch, policy_targets: Array | None = None, value_targets: Array | None = None,
-          policy_weight: float = 1.0, value_weight: float = 1.0, window: Window | None = None, *,
-          task: Task, config: BeliefConfig) -> None:
+          policy_weight: float = 1.0, value_weight: float = 1.0, window: Window | None = None,
+          subsample_key: Array | None = None, *, task: Task, config: BeliefConfig) -> None:
     """The generative model of ``B`` trials of ``T`` steps (see the module docstring).
 
     Sites: ``m`` ``[B, N]`` x ``[L]`` (``N = T + 1`` beliefs, or ``W`` on a window);
@@ -344,27 +324,39 @@ def model(batch: TrialBatch, policy_targets: Array | None = None, value_targets:
         policy_weight, value_weight: weights of the two terms.
         window: a :class:`~models.history.Window` of ``W`` beliefs per trial: only those
             beliefs enter (each still decoding the whole trial, or its past).
+        subsample_key: a key drawing the belief and decoded steps that enter the ELBO when
+            ``config.elbo_steps`` / ``config.decode_steps`` subsample them (``None``: all; the
+            guide must get the same key). Then ``N`` is ``elbo_steps`` and the rewards site is
+            ``[B, N]`` x ``[decode_steps]``, scaled by ``T / decode_steps``.
         task, config: the task and :class:`BeliefConfig` (keywords; bound by
             :func:`make_belief_model`).
     """
-    _check_arguments(batch, policy_targets, value_targets, window, task, config)
+    history.check_model_arguments(batch, policy_targets, value_targets, window, task, config, subsample_key)
     B, T = batch.actions.shape
     steps = history.belief_steps(batch, window)
+    beliefs, decodes = subsample.elbo_indices(subsample_key, config, B, steps.shape[1], T)
+    steps = steps if beliefs is None else subsample.take_steps(steps, beliefs)
     N = steps.shape[1]  # beliefs per trial
     params = BeliefParams(None, None, _param("decoder", task, config), None, None)
     x = decoder_lib.decoder_inputs(batch.obs, batch.actions, batch.moved_obs, task.num_actions,
                                    config)  # [B, T, Dx]
+    decoded = jnp.broadcast_to(jnp.arange(T), (B, T))  # the decoded steps of each trial
+    if decodes is not None:
+        x, decoded = subsample.take_steps(x, decodes), decodes
+    S = decoded.shape[1]
     with handlers.scale(scale=1.0 / (B * N)):
         with numpyro.plate("trials", B, dim=-2), numpyro.plate("beliefs", N, dim=-1):
             with handlers.scale(scale=config.kl_weight):
                 m = numpyro.sample("m", guides.family(config).prior(config.latent_dim))
             outputs = jax.vmap(lambda m_b, x_b: decoder_lib.decoder_outputs(params, m_b, x_b))(m, x)
-            rewards = decoder_lib.distribution(params, outputs, task)  # batch [B, N, T]
+            rewards = decoder_lib.distribution(params, outputs, task)  # batch [B, N, S]
             if config.decode == "past":
-                rewards = rewards.mask(jnp.arange(T)[None, None, :] < steps[:, :, None])
+                rewards = rewards.mask(decoded[:, None, :] < steps[:, :, None])
             observed = None if batch.rewards is None else jnp.broadcast_to(
-                decoder_lib.reward_targets(task, batch.rewards)[:, None, :], (B, N, T))
-            numpyro.sample("rewards", rewards.to_event(1), obs=observed)
+                subsample.take_steps(decoder_lib.reward_targets(task, batch.rewards), decoded)[:, None, :],
+                (B, N, S))
+            with handlers.scale(scale=T / S):
+                numpyro.sample("rewards", rewards.to_event(1), obs=observed)
     if policy_targets is None and value_targets is None:
         return
     encoder = BeliefParams(_param("encoder", task, config), None, None, None, None)
@@ -388,12 +380,12 @@ def model(batch: TrialBatch, policy_targets: Array | None = None, value_targets:
 
 
 def guide(batch: TrialBatch, policy_targets: Array | None = None, value_targets: Array | None = None,
-          policy_weight: float = 1.0, value_weight: float = 1.0, window: Window | None = None, *,
-          task: Task, config: BeliefConfig) -> None:
+          policy_weight: float = 1.0, value_weight: float = 1.0, window: Window | None = None,
+          subsample_key: Array | None = None, *, task: Task, config: BeliefConfig) -> None:
     """The amortized guide ``q_phi(m_{b,t} | h_t)`` of :func:`model` (same arguments; the
     targets and weights are unused). Site ``m`` ``[B, N]`` x ``[L]`` from the S5 features of
     every belief, in the family ``config.guide`` (:mod:`models.guides`); needs ``batch.rewards``."""
-    _check_arguments(batch, policy_targets, value_targets, window, task, config)
+    history.check_model_arguments(batch, policy_targets, value_targets, window, task, config, subsample_key)
     if batch.rewards is None:
         raise ValueError("the guide reads the observed history: batch.rewards must be given")
     B = batch.actions.shape[0]
@@ -405,8 +397,10 @@ def guide(batch: TrialBatch, policy_targets: Array | None = None, value_targets:
     _param("value_head", task, config)
     features = history.batch_features(BeliefParams(encoder, None, None, None, None), batch,
                                       window, task, config)
-    N = features.shape[1]
-    q = belief_distribution(BeliefParams(None, head, None, None, None), features, config)
+    read = functools.partial(belief_distribution, BeliefParams(None, head, None, None, None), config=config)
+    beliefs, _ = subsample.elbo_indices(subsample_key, config, B, features.shape[1], batch.actions.shape[1])
+    q = read(features) if beliefs is None else subsample.take_beliefs(read, features, beliefs)
+    N = q.batch_shape[1]
     with handlers.scale(scale=1.0 / (B * N)):
         with numpyro.plate("trials", B, dim=-2), numpyro.plate("beliefs", N, dim=-1):
             with handlers.scale(scale=config.kl_weight):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from varibased.models import s5
+from varibased.models import guides, s5
 from varibased.models.task import Task
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ __all__ = [
     "belief_steps",
     "batch_from_trajectory",
     "check_batch",
+    "check_model_arguments",
 ]
 
 
@@ -235,3 +236,33 @@ def check_batch(task: Task, batch: TrialBatch) -> None:
             continue
         if field.shape != shape:
             raise ValueError(f"TrialBatch.{name} must have shape {shape}, got {field.shape}")
+
+
+def check_model_arguments(batch, policy_targets, value_targets, window, task: Task,
+                          config: BeliefConfig, subsample_key=None) -> None:
+    """Raise on arguments of :func:`models.belief.model` / :func:`~models.belief.guide` of the
+    wrong type or shape."""
+    check_batch(task, batch)
+    if batch.rewards is None and not (policy_targets is None and value_targets is None and window is None
+                                      and subsample_key is None):
+        raise ValueError("batch.rewards=None (generate) takes no targets, window nor subsample_key: "
+                         "they read the history")
+    B, T = batch.actions.shape
+    P, A = T, task.num_actions
+    if window is not None:
+        if not isinstance(window, Window):
+            raise TypeError(f"window must be a Window, got {type(window).__name__}")
+        if not guides.family(config).supports_windows:
+            raise ValueError(f"training windows need guide='diagonal' (the {config.guide!r} "
+                             "guide sums factors from the trial's start)")
+        P = window.inputs.shape[1]
+        D = input_dim(task)
+        if window.inputs.shape != (B, P, D) or not 1 <= P <= T:
+            raise ValueError(f"Window.inputs must have shape [B={B}, W, D={D}] with "
+                             f"1 <= W <= T={T}, got {window.inputs.shape}")
+        if window.start.shape != (B,):
+            raise ValueError(f"Window.start must have shape ({B},), got {window.start.shape}")
+    if policy_targets is not None and policy_targets.shape != (B, P, A):
+        raise ValueError(f"policy_targets must have shape {(B, P, A)}, got {policy_targets.shape}")
+    if value_targets is not None and value_targets.shape != (B, P):
+        raise ValueError(f"value_targets must have shape {(B, P)}, got {value_targets.shape}")

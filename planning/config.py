@@ -16,7 +16,7 @@ import dataclasses
 from varibased.models import validation as check
 
 __all__ = ["PlannerConfig", "RESAMPLING_SCHEMES", "OUTCOMES", "ACTION_SELECTIONS", "ROOT_ACTIONS", "TARGETS",
-           "TEMPERATURES"]
+           "TEMPERATURES", "NESTED_DRAWS"]
 
 #: Resampling schemes, named as in ``blackjax.smc.resampling``.
 RESAMPLING_SCHEMES = ("systematic", "multinomial", "stratified", "residual")
@@ -32,6 +32,8 @@ ROOT_ACTIONS = ("sample", "stratified")
 TARGETS = ("marginal", "q")
 #: How the target's temperature is set (see PlannerConfig.temperature).
 TEMPERATURES = ("fixed", "adaptive")
+#: how many nested tasks a particle draws per depth (see PlannerConfig.nested_draws)
+NESTED_DRAWS = ("all", "used")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +68,11 @@ class PlannerConfig:
         temperature: ``eta`` of the ``"q"`` target: ``"fixed"`` (``alpha``) or
             ``"adaptive"`` (per call, the smallest with ``KL(pi_hat || pi) <= kl_target``).
         kl_target: ``epsilon`` of the adaptive temperature, > 0 (nats).
+        nested_draws: ``"all"`` (every particle draws ``K_omega`` nested tasks at every depth)
+            or ``"used"`` (it draws only the one task its next sampled outcome reads: with
+            ``outcome="sample"`` and a model whose value does not read the nested tasks, e.g.
+            the learned one, the same distribution of plans for ``K_omega`` times fewer
+            draws, on a different random stream).
     """
 
     num_particles: int = 64
@@ -82,6 +89,7 @@ class PlannerConfig:
     target: str = "marginal"
     temperature: str = "fixed"
     kl_target: float = 0.5
+    nested_draws: str = "all"
 
     def __post_init__(self) -> None:
         owner = "PlannerConfig"
@@ -105,7 +113,11 @@ class PlannerConfig:
             target=check.choice(owner, "target", self.target, TARGETS),
             temperature=check.choice(owner, "temperature", self.temperature, TEMPERATURES),
             kl_target=check.number(owner, "kl_target", self.kl_target, low=0.0, low_open=True),
+            nested_draws=check.choice(owner, "nested_draws", self.nested_draws, NESTED_DRAWS),
         )
+        if self.nested_draws == "used" and self.outcome != "sample":
+            raise ValueError(f"PlannerConfig.nested_draws='used' needs outcome='sample' (the "
+                             f"{self.outcome!r} outcome reads every nested task)")
 
     @property
     def budget(self) -> int:

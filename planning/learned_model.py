@@ -9,7 +9,8 @@ built from the parameters of :mod:`models.belief`:
   :mod:`models.guides` (the node carries the family's incremental state along its history:
   nothing for the diagonal guide, the summed natural parameters for ``"factors"``);
 * ``simulate``: pick ``j`` uniformly and draw the reward from ``p_theta(r | s, a, s', m_j)``
-  (a draw from the ``K_omega``-mixture predictive), or the mixture's mean reward;
+  (a draw from the ``K_omega``-mixture predictive; only ``m_j`` is decoded), or the
+  mixture's mean reward;
 * ``advance``: the known transition (with episode resets) and one S5 step on the imagined
   input ``(o', onehot(a), r, done)`` -- the belief update inside imagination that lets
   the plan value information; with ``update_belief=False`` the carry stays the root's;
@@ -97,13 +98,16 @@ def learned_model(task: Task, config: BeliefConfig, params: BeliefParams) -> Pla
         moved = task.transition(node.state, action)
         queries = (task.observe(node.state)[None], jnp.asarray(action, jnp.int32)[None],
                    task.observe(moved)[None])
-        predictive = decoder_lib.predictive_rewards(params, omegas, queries, task, config)[:, 0]
         j = jax.random.randint(pick_key, (), 0, omegas.shape[0])
-        if values is not None:  # predictive: probabilities [K_omega, num_values]
-            sampled = values[jax.random.categorical(draw_key, jnp.log(predictive[j] + 1e-12))]
+        # A draw needs the picked task only: decode the K_omega tasks for the mean alone.
+        decoded = omegas if expected else omegas[j][None]
+        predictive = decoder_lib.predictive_rewards(params, decoded, queries, task, config)[:, 0]
+        picked = predictive[j] if expected else predictive[0]
+        if values is not None:  # predictive: probabilities [K_omega or 1, num_values]
+            sampled = values[jax.random.categorical(draw_key, jnp.log(picked + 1e-12))]
             mean_reward = (predictive @ values).mean()
-        else:  # predictive: means [K_omega]; the decoder's noise scale is shared
-            sampled = predictive[j] + decoder_lib.noise_scale(params) * jax.random.normal(draw_key)
+        else:  # predictive: means [K_omega or 1]; the decoder's noise scale is shared
+            sampled = picked + decoder_lib.noise_scale(params) * jax.random.normal(draw_key)
             mean_reward = predictive.mean()
         reward = mean_reward if expected else sampled
         live = node.t < trial_length
@@ -142,5 +146,5 @@ def learned_model(task: Task, config: BeliefConfig, params: BeliefParams) -> Pla
     return PlanningModel(
         num_actions=num_actions, init=init, update=update, sample_tasks=sample_tasks,
         simulate=simulate, advance=advance, policy_logits=policy_logits, value=value,
-        outcomes=outcomes if values is not None else None,
+        outcomes=outcomes if values is not None else None, value_reads_tasks=False,
     )

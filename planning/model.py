@@ -83,6 +83,8 @@ class PlanningModel(NamedTuple):
     policy_logits: Callable[[Node], Array]
     value: Callable[[Node, Omegas], Array]
     outcomes: Callable[[Node, Array, Omegas], tuple[Array, Array]] | None = None
+    #: whether ``value`` reads the nested tasks (if not, PlannerConfig.nested_draws='used' applies)
+    value_reads_tasks: bool = True
 
 
 class ExactNode(NamedTuple):

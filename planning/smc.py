@@ -188,6 +188,17 @@ def _broadcast(tree: Any, num: int) -> Any:
     return jax.tree.map(lambda x: jnp.broadcast_to(x, (num,) + jnp.shape(x)), tree)
 
 
+def _nested_draws(model: PlanningModel, config: PlannerConfig) -> int:
+    """Nested tasks drawn per particle and depth: ``K_omega``, or 1 with
+    ``nested_draws='used'`` (the one the next sampled outcome reads)."""
+    if config.nested_draws == "all":
+        return config.num_nested
+    if model.value_reads_tasks:
+        raise ValueError("PlannerConfig.nested_draws='used' needs a model whose value does not read "
+                         "the nested tasks (e.g. the learned model); this one's does: use 'all'")
+    return 1
+
+
 def init(rng_key: Array, model: PlanningModel, root: Any, config: PlannerConfig) -> SMCState:
     """K copies of the root, each with its own ``K_omega`` nested particles; uniform weights.
 
@@ -199,7 +210,7 @@ def init(rng_key: Array, model: PlanningModel, root: Any, config: PlannerConfig)
     """
     num = config.num_particles
     keys = jax.random.split(rng_key, num)
-    omegas = jax.vmap(model.sample_tasks, in_axes=(0, None, None))(keys, root, config.num_nested)
+    omegas = jax.vmap(model.sample_tasks, in_axes=(0, None, None))(keys, root, _nested_draws(model, config))
     values = jax.vmap(model.value, in_axes=(None, 0))(root, omegas)
     root_value = jnp.broadcast_to(values.mean(), (num,)).astype(jnp.float32)
     particles = Particles(
@@ -232,6 +243,7 @@ def build_kernel(model: PlanningModel, config: PlannerConfig) -> Callable:
                          "model's rewards are continuous: use 'sample' or 'expected'")
     update_belief = config.belief_update_in_imagination
     stratified = config.root_actions == "stratified"
+    num_draws = _nested_draws(model, config)
 
     def root_assignment(rng_key: Array) -> tuple[Array, Array]:
         """Stratified first actions ``[K]`` and the log of their proposal probability."""
@@ -271,7 +283,7 @@ def build_kernel(model: PlanningModel, config: PlannerConfig) -> Callable:
         else:
             reward, outcome = model.simulate(sim_key, node, action, particle.omegas, expected)
             next_node = model.advance(node, action, outcome, update_belief)
-            omegas = model.sample_tasks(nested_key, next_node, config.num_nested)
+            omegas = model.sample_tasks(nested_key, next_node, num_draws)
             value = model.value(next_node, omegas)
             backup = reward + config.gamma * value
         discount = jnp.asarray(config.gamma, jnp.float32) ** depth.astype(jnp.float32)

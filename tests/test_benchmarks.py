@@ -119,3 +119,26 @@ def test_tuning_summarizes_finished_points_over_seeds(tmp_path, capsys):
 def test_tuning_gives_both_agents_the_same_number_of_points():
     assert len(tuning.POINTS["varibased"]) == len(tuning.POINTS["rl2"])
     assert all(points["baseline"] == {} for points in tuning.POINTS.values())
+
+
+def test_throughput_smoke_writes_the_interface_keys(tmp_path):
+    import throughput
+
+    out = tmp_path / "throughput.json"
+    result = throughput.main(["--out", str(out), "--smoke"])
+    saved = json.loads(out.read_text())
+    assert saved["smoke"] and set(saved) >= {"planner", "rl2_us_per_step", "svi_update_s", "em_split",
+                                             "varibased_env_steps_per_s", "rl2_env_steps_per_s", "configs"}
+    assert [row["K"] for row in saved["planner"]] == [4, 8]
+    for row in saved["planner"]:
+        assert {"K", "K_omega", "D", "num_envs", "particle_steps_per_s", "evals_per_s", "bare_s5_steps_per_s",
+                "us_per_real_step", "compile_seconds", "config"} <= set(row)
+        assert row["evals_per_s"] == pytest.approx(row["particle_steps_per_s"] * row["K_omega"])
+    assert set(saved["svi_update_s"]) == {"full", "subsampled"} and set(saved["em_split"]) == {"acting_s",
+                                                                                                "learning_s"}
+    assert set(saved["svi"]["parts"]) == {"encoder", "decoder", "heads"}
+    assert saved["configs"]["varibased_subsampled"]["belief"]["elbo_steps"] == 3
+    assert saved["configs"]["varibased"]["belief"]["elbo_steps"] == 0 and "rl2" in saved["configs"]
+    assert all(v > 0 for v in (saved["rl2_us_per_step"], saved["varibased_env_steps_per_s"],
+                               *saved["svi_update_s"].values(), *saved["em_split"].values()))
+    assert result["ratios"]["varibased_over_rl2_env_steps"] > 0

@@ -82,3 +82,56 @@ def test_enumerated_outcomes_are_the_mixture_predictive():
     np.testing.assert_allclose(freq, probs, atol=4 * np.sqrt(0.25 / 4000))
     end = node._replace(t=jnp.int32(task.trial_length))
     assert np.all(np.asarray(model.outcomes(end, jnp.int32(1), omegas)[0]) == 0.0)
+
+
+def test_a_sampled_outcome_decodes_the_picked_task_as_the_whole_mixture_did():
+    """simulate decodes only m_j: the same draw, key for key, as picking row j of the
+    decoder's predictive over every nested task (the code before issue 16)."""
+    from varibased.models import decoder as decoder_lib
+
+    task, params, _ = _setup()
+    model = learned_model(task, CONFIG, params)
+    node = model.init(jax.random.key(3))
+    omegas = model.sample_tasks(jax.random.key(4), node, 5)
+    values = jnp.asarray(task.reward_values, jnp.float32)
+
+    def whole_mixture(key, action):
+        pick_key, draw_key = jax.random.split(key)
+        moved = task.transition(node.state, action)
+        queries = (task.observe(node.state)[None], action[None], task.observe(moved)[None])
+        predictive = decoder_lib.predictive_rewards(params, omegas, queries, task, CONFIG)[:, 0]
+        j = jax.random.randint(pick_key, (), 0, omegas.shape[0])
+        return values[jax.random.categorical(draw_key, jnp.log(predictive[j] + 1e-12))]
+
+    keys = jax.random.split(jax.random.key(7), 300)
+    actions = jnp.arange(300, dtype=jnp.int32) % task.num_actions
+    _, outcomes = jax.vmap(lambda k, a: model.simulate(k, node, a, omegas, False))(keys, actions)
+    np.testing.assert_array_equal(outcomes, jax.vmap(whole_mixture)(keys, actions))
+
+
+def test_one_nested_draw_per_particle_on_the_learned_model_only():
+    import pytest
+
+    from varibased.planning import smc
+    from varibased.planning.config import PlannerConfig
+    from varibased.planning.model import exact_model
+
+    task, params, _ = _setup()
+    model = learned_model(task, CONFIG, params)
+    assert not model.value_reads_tasks
+    config = PlannerConfig(num_particles=8, num_nested=4, depth=2, nested_draws="used")
+    root = model.init(jax.random.key(0))
+    state = smc.init(jax.random.key(1), model, root, config)
+    assert state.particles.omegas.shape == (8, 1, CONFIG.latent_dim)
+    result = smc.plan(jax.random.key(2), model, root, config)
+    assert np.isfinite(float(result.value)) and abs(float(result.policy.sum()) - 1.0) < 1e-5
+    exact = exact_model(task)
+    with pytest.raises(ValueError, match="nested_draws='used'"):
+        smc.plan(jax.random.key(2), exact, exact.init(jax.random.key(0)), config)
+    with pytest.raises(ValueError, match="nested_draws='used' needs outcome='sample'"):
+        PlannerConfig(outcome="expected", nested_draws="used")
+    from varibased.inference import configs, em
+
+    saved = configs.to_json(em.EMConfig())
+    del saved["planner"]["nested_draws"]
+    assert configs.from_json("varibased", em.EMConfig, saved).planner.nested_draws == "all"
