@@ -1,15 +1,19 @@
 """VariBASeD vs RL^2: sample efficiency, runtime efficiency and planning-budget scaling.
 
-    .venv/bin/python benchmarks/efficiency.py --out results/efficiency.json           # hours
+    .venv/bin/python benchmarks/efficiency.py --tasks gridworld --seeds 3 --out results/efficiency.json
     .venv/bin/python benchmarks/efficiency.py --out /tmp/eff.json --smoke             # minutes
 
-For GridNavi and function optimization, trains both agents with ``--seeds`` seeds each in
-one invocation (the evaluation protocol of DESIGN.md), then writes, per task: both agents'
-``benchmarks/train.py`` results (learning curves vs environment steps and wall-clock), the
-ratios VariBASeD / RL^2 of environment steps and of wall-clock to reach normalized scores
-0.8 and 0.9 (``None`` where either agent did not reach the level within its budget), and
-the test-time planning-budget sweep of the trained VariBASeD agent (seed 0) over K and D at
-the training K_omega and one other. JSON + PNGs (curves; one budget heat map per task).
+For each task, trains both agents with ``--seeds`` seeds each in one invocation, every agent
+evaluated at the SAME environment-step points: the evaluation grid ``eval_grid``, log-spaced
+from 1e4 with ``--per-decade`` points per decade up to each agent's budget (a run evaluates at
+the first iteration boundary at or after each point and records both numbers), on the same
+``--eval-trials`` held-out trials. ``steps_to`` a level is the first grid point at which the
+mean over seeds reaches it. Writes, per task: both agents' ``benchmarks/train.py`` results
+(learning curves vs environment steps and wall-clock), the ratios VariBASeD / RL^2 of
+environment steps and of wall-clock to reach normalized scores 0.8 and 0.9 (``None`` where
+either agent did not reach the level within its budget), and the test-time planning-budget
+sweep of the trained VariBASeD agents of every seed over K at the trained K_omega and D
+(mean ± s.e. over seeds, ``num_seeds`` per row). JSON + PNGs (curves; the budget sweep).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np  # noqa: E402
 import train as train_bench  # noqa: E402
 
 from varibased.inference import runner  # noqa: E402
+from varibased.inference.schedule import log_grid  # noqa: E402
 
 TASKS = ("gridworld", "function_optimization")
 #: default budgets (environment steps per seed); RL^2 gets up to VariBAD's 2e7 on GridNavi
@@ -40,21 +45,28 @@ def _ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
-def budget_sweep(run_dir: pathlib.Path, particles, depths, nested, trials: int) -> list[dict]:
-    """Normalized score of a trained run at every (K, K_omega, D) of the grid."""
+#: test-time numbers of particles of the budget sweep
+SWEEP_PARTICLES = (1, 4, 16, 64, 256)
+
+
+def budget_sweep(run_dirs: list[pathlib.Path], particles, trials: int) -> list[dict]:
+    """Normalized score of the trained runs at every K (trained K_omega and D): mean ± s.e.
+    over the runs (seeds), each on the same ``trials`` held-out trials."""
     rows = []
-    grid = [(kw, k, d) for kw in nested for k in particles for d in depths]
-    for i, (num_nested, num_particles, depth) in enumerate(grid, 1):
+    for i, num_particles in enumerate(particles, 1):
         start = time.perf_counter()
-        budget = {"planner.num_particles": num_particles, "planner.num_nested": num_nested,
-                  "planner.depth": depth}
-        result = runner.evaluate_run(run_dir, trials=trials, seed=40_000, overrides=budget)
-        rows.append({"K": num_particles, "K_omega": num_nested, "D": depth,
-                     "normalized_score": result["normalized_score"],
-                     "se": result["normalized_score_se"]})
-        print(f"budget sweep {i}/{len(grid)}: K={num_particles} K_omega={num_nested} D={depth} "
-              f"score {result['normalized_score']:.3f} ± {result['normalized_score_se']:.3f} "
-              f"({time.perf_counter() - start:.0f} s)", flush=True)
+        per_seed = [runner.evaluate_run(run_dir, trials=trials, seed=40_000,
+                                        overrides={"planner.num_particles": num_particles})
+                    for run_dir in run_dirs]
+        scores = np.array([r["normalized_score"] for r in per_seed])
+        planner = per_seed[0]["config"]["planner"]
+        se = (float(scores.std(ddof=1) / np.sqrt(len(scores))) if len(scores) > 1
+              else float(per_seed[0]["normalized_score_se"]))
+        rows.append({"K": num_particles, "K_omega": planner["num_nested"], "D": planner["depth"],
+                     "normalized_score": float(scores.mean()), "se": se, "num_seeds": len(scores),
+                     "per_seed": scores.tolist()})
+        print(f"budget sweep {i}/{len(particles)}: K={num_particles} score {scores.mean():.3f} ± {se:.3f} "
+              f"over {len(scores)} seeds ({time.perf_counter() - start:.0f} s)", flush=True)
     return rows
 
 
@@ -80,30 +92,24 @@ def plot(out: pathlib.Path, results: dict) -> None:
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=120)
     plt.close(fig)
-    for task in tasks:
-        sweep = results[task].get("budget_sweep") or []
-        if not sweep:
-            continue
-        nested = sorted({r["K_omega"] for r in sweep})
-        fig, axes = plt.subplots(1, len(nested), figsize=(4.5 * len(nested), 3.6), squeeze=False)
-        for ax, kw in zip(axes[0], nested, strict=True):
-            rows = [r for r in sweep if r["K_omega"] == kw]
-            ks, ds = sorted({r["K"] for r in rows}), sorted({r["D"] for r in rows})
-            grid = np.full((len(ds), len(ks)), np.nan)
-            for r in rows:
-                grid[ds.index(r["D"]), ks.index(r["K"])] = r["normalized_score"]
-            image = ax.imshow(grid, origin="lower", cmap="viridis", aspect="auto")
-            for (i, j), value in np.ndenumerate(grid):
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="w", fontsize=8)
-            ax.set_xticks(range(len(ks)), ks)
-            ax.set_yticks(range(len(ds)), ds)
-            ax.set_xlabel("K (particles)")
-            ax.set_ylabel("D (depth)")
-            ax.set_title(f"{task}: K_omega = {kw}")
-            fig.colorbar(image, ax=ax)
-        fig.tight_layout()
-        fig.savefig(out.with_name(f"{out.stem}-budget-{task}.png"), dpi=120)
-        plt.close(fig)
+    sweeps = [t for t in tasks if results[t].get("budget_sweep")]
+    if not sweeps:
+        return
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(4.8 * len(sweeps), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], sweeps, strict=True):
+        rows = results[task]["budget_sweep"]
+        ax.errorbar([r["K"] for r in rows], [r["normalized_score"] for r in rows],
+                    yerr=[2 * r["se"] for r in rows], fmt="o-", capsize=3, color="tab:blue",
+                    label=f"VariBASeD ({rows[0]['num_seeds']} seeds, ± 2 s.e.)")
+        ax.set_xscale("log", base=4)
+        ax.axhline(1.0, color="k", ls="--", lw=1)
+        ax.set_xlabel(f"K (particles), K_omega = {rows[0]['K_omega']}, D = {rows[0]['D']}")
+        ax.set_ylabel("normalized score")
+        ax.set_title(f"{task}: planning budget")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out.with_name(f"{out.stem}-budget.png"), dpi=120)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -112,19 +118,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=pathlib.Path, required=True)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
-    parser.add_argument("--eval-trials", type=int, default=512)
+    parser.add_argument("--eval-trials", type=int, default=504,
+                        help="held-out trials per evaluation, the same for every agent")
     parser.add_argument("--budget", action="append", default=[], metavar="TASK.AGENT=STEPS",
                         help="environment steps per seed, e.g. gridworld.varibased=500000 "
                              f"(defaults: {BUDGETS})")
-    parser.add_argument("--evals", type=int, default=10, help="evaluations per learning curve")
-    parser.add_argument("--sweep-trials", type=int, default=256,
+    parser.add_argument("--per-decade", type=int, default=8,
+                        help="evaluation points per decade of the shared grid (from 1e4)")
+    parser.add_argument("--sweep-trials", type=int, default=504,
                         help="held-out trials per point of the planning-budget sweep")
     parser.add_argument("--smoke", action="store_true", help="minutes, not hours")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
-    if args.evals < 1:
-        parser.error(f"--evals must be >= 1, got {args.evals}")
+    if args.per_decade < 1:
+        parser.error(f"--per-decade must be >= 1, got {args.per_decade}")
     if args.sweep_trials < 2:
         parser.error(f"--sweep-trials must be >= 2, got {args.sweep_trials}")
     budgets = {task: dict(per_agent) for task, per_agent in BUDGETS.items()}
@@ -140,6 +148,9 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict = {}
     for task in args.tasks:
         per_agent = {}
+        grid = log_grid(10_000, max(budgets[task].values()), args.per_decade)
+        if args.smoke:
+            grid = [960, 1920]
         for agent in ("varibased", "rl2"):
             steps = budgets[task][agent]
             overrides: dict = {}
@@ -151,19 +162,16 @@ def main(argv: list[str] | None = None) -> dict:
                                                  if agent == "varibased" else {"num_minibatches": 2})}
             per_agent[agent] = train_bench.run(
                 task, agent, seeds=args.seeds, steps=steps, out=args.out, runs=runs,
-                eval_every=max(steps // args.evals, 1), eval_trials=eval_trials, overrides=overrides,
-                with_ablations=False)
-        entry = dict(per_agent)
+                eval_at=[point for point in grid if point <= steps], eval_trials=eval_trials,
+                overrides=overrides, with_ablations=False)
+        entry = {**per_agent, "eval_grid": grid}
         for level in ("0.8", "0.9"):
             entry[f"ratio_env_steps_to_{level}"] = _ratio(per_agent["varibased"]["steps_to"][level],
                                                           per_agent["rl2"]["steps_to"][level])
             entry[f"ratio_seconds_to_{level}"] = _ratio(per_agent["varibased"]["seconds_to"][level],
                                                         per_agent["rl2"]["seconds_to"][level])
-        trained_nested = per_agent["varibased"]["config"]["num_nested"]
-        other_nested = 1 if trained_nested != 1 else 4
-        particles, depths = ((1, 4), (1, 2)) if args.smoke else ((1, 4, 16, 64, 256), (1, 2, 4, 8))
-        entry["budget_sweep"] = budget_sweep(runs / f"varibased-{task}-seed0", particles, depths,
-                                             (trained_nested, other_nested),
+        run_dirs = [runs / f"varibased-{task}-seed{seed}" for seed in range(args.seeds)]
+        entry["budget_sweep"] = budget_sweep(run_dirs, (1, 4) if args.smoke else SWEEP_PARTICLES,
                                              32 if args.smoke else args.sweep_trials)
         results[task] = entry
     results["meta"] = {"seconds": time.perf_counter() - start, "command": " ".join(sys.argv),

@@ -50,9 +50,12 @@ def _level_hits(curve_steps, curve_seconds, mean_scores):
 
 def summarize_runs(per_seed: list[dict]) -> dict:
     """Mean curves over seeds and the steps/seconds to each level (first evaluation at which
-    the mean over seeds reaches it; ``None`` where never reached)."""
+    the mean over seeds reaches it; ``None`` where never reached). Where the runs were
+    evaluated on a grid of points (``eval_at``), steps to a level is the grid point, and the
+    curve keeps both the points and the env steps at which each evaluation happened."""
     num_evals = min(len(s["evaluations"]) for s in per_seed)
-    steps = [per_seed[0]["evaluations"][i]["env_steps"] for i in range(num_evals)]
+    actual = [per_seed[0]["evaluations"][i]["env_steps"] for i in range(num_evals)]
+    steps = [per_seed[0]["evaluations"][i].get("eval_at", actual[i]) for i in range(num_evals)]
     scores = np.array([[s["evaluations"][i]["normalized_score"] for i in range(num_evals)] for s in per_seed])
     seconds = np.array([[s["evaluations"][i]["wall_seconds"] for i in range(num_evals)] for s in per_seed])
     seconds_c = np.array([[s["evaluations"][i]["wall_seconds_with_compile"] for i in range(num_evals)]
@@ -63,7 +66,7 @@ def summarize_runs(per_seed: list[dict]) -> dict:
     se = float(final.std(ddof=1) / math.sqrt(len(final))) if len(final) > 1 else \
         float(per_seed[0]["evaluations"][-1]["normalized_score_se"])
     return {
-        "curve": {"env_steps": steps, "normalized_score_mean": mean_scores.tolist(),
+        "curve": {"env_steps": actual, "eval_at": steps, "normalized_score_mean": mean_scores.tolist(),
                   "normalized_score_per_seed": scores.tolist(),
                   "wall_seconds_mean": seconds.mean(0).tolist(),
                   "wall_seconds_with_compile_mean": seconds_c.mean(0).tolist()},
@@ -127,10 +130,12 @@ def plot(path: pathlib.Path, result: dict) -> None:
 
 
 def run(task_name: str, agent: str, *, seeds: int, steps: int, out: pathlib.Path, runs: pathlib.Path,
-        eval_every: int, eval_trials: int, overrides: dict, with_ablations: bool = True,
+        eval_trials: int, overrides: dict, eval_every: int | None = None,
+        eval_at: list[int] | None = None, with_ablations: bool = True,
         progress: bool = True, first_seed: int = 0) -> dict:
     """Train ``seeds`` seeds (``first_seed, first_seed + 1, ...``) and summarize (the result
-    dict of the interface)."""
+    dict of the interface). Evaluations every ``eval_every`` env steps, or at the points
+    ``eval_at``."""
     config = agents.make_config(agent, task_name, overrides)
     refs = references(task_name)
     per_seed = []
@@ -139,7 +144,8 @@ def run(task_name: str, agent: str, *, seeds: int, steps: int, out: pathlib.Path
         if run_dir.exists():
             shutil.rmtree(run_dir)
         per_seed.append(runner.run(task_name, agent, overrides, steps, run_dir, seed=seed,
-                                   eval_every=eval_every, eval_trials=eval_trials, progress=progress))
+                                   eval_every=eval_every, eval_at=eval_at, eval_trials=eval_trials,
+                                   progress=progress))
     summary = summarize_runs(per_seed)
     total_steps = sum(s["env_steps"] for s in per_seed)
     total_wall = sum(s["wall_seconds"] for s in per_seed)
