@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/efficiency.py --tasks gridworld --seeds 3 --out results/efficiency.json
     .venv/bin/python benchmarks/efficiency.py --out /tmp/eff.json --smoke             # minutes
+    .venv/bin/python benchmarks/efficiency.py --sweep-runs RUN0 RUN1 RUN2 --out sweep.json
 
 For each task, trains both agents with ``--seeds`` seeds each in one invocation, every agent
 evaluated at the SAME environment-step points: the evaluation grid ``eval_grid``, log-spaced
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sweep-trials", type=int, default=504,
                         help="held-out trials per point of the planning-budget sweep")
     parser.add_argument("--smoke", action="store_true", help="minutes, not hours")
+    parser.add_argument("--sweep-runs", nargs="+", type=pathlib.Path, metavar="RUN",
+                        help="only the planning-budget sweep, on these trained VariBASeD runs")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
@@ -135,6 +138,17 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--per-decade must be >= 1, got {args.per_decade}")
     if args.sweep_trials < 2:
         parser.error(f"--sweep-trials must be >= 2, got {args.sweep_trials}")
+    if args.sweep_runs:
+        missing = [str(r) for r in args.sweep_runs if not (r / "config.json").is_file()]
+        if missing:
+            parser.error(f"--sweep-runs: not a run directory: {', '.join(missing)}")
+        rows = budget_sweep(args.sweep_runs, SWEEP_PARTICLES, args.sweep_trials)
+        result = {"budget_sweep": rows, "runs": [str(r) for r in args.sweep_runs],
+                  "command": " ".join(sys.argv)}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.out}")
+        return result
     budgets = {task: dict(per_agent) for task, per_agent in BUDGETS.items()}
     for item in args.budget:
         name, _, raw = item.partition("=")

@@ -57,6 +57,16 @@ def test_efficiency_rejects_a_bad_budget(budget, tmp_path, capsys):
     assert "--budget" in capsys.readouterr().err
 
 
+def test_efficiency_rejects_a_bad_grid_and_sweep_runs(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        efficiency.main(["--out", str(tmp_path / "e.json"), "--per-decade", "0"])
+    assert "--per-decade" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        efficiency.main(["--out", str(tmp_path / "e.json"), "--sweep-runs", str(tmp_path)])
+    assert "not a run directory" in capsys.readouterr().err
+    assert not (tmp_path / "e.json").exists()
+
+
 def test_efficiency_rejects_too_few_sweep_trials(tmp_path, capsys):
     with pytest.raises(SystemExit):
         efficiency.main(["--out", str(tmp_path / "e.json"), "--sweep-trials", "1"])
