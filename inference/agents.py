@@ -40,14 +40,19 @@ def config_fields(agent: str) -> list[str]:
     return configs.field_paths(config_class(agent))
 
 
-def make_config(agent: str, task_name: str, overrides: dict[str, Any] | None = None):
+def make_config(agent: str, task_name: str, overrides: dict[str, Any] | None = None, base: Any = None):
     """The agent's configuration for a task: its per-task defaults with ``overrides`` (dotted
     paths such as ``belief.kl_weight``, or the flat names of version 1 such as ``kl_weight``).
+    With ``base`` (a resumed run's saved configuration), the overrides apply to it instead, so
+    a later change of the defaults does not stop an older run from resuming.
 
     Raises:
         ValueError: unknown agent, unknown field, or an invalid value (named).
     """
-    return configs.make_config(agent, config_class(agent), task_name, overrides)
+    if base is None:
+        return configs.make_config(agent, config_class(agent), task_name, overrides)
+    return configs.replace(base, {configs.canonical_path(agent, config_class(agent), key): value
+                                  for key, value in (overrides or {}).items()})
 
 
 def config_to_json(config: Any) -> dict[str, Any]:

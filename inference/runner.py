@@ -216,8 +216,12 @@ def run(task_name: str, agent: str, overrides: dict[str, Any] | None = None, ste
     task = runtask.make_task(task_name)
     given = {"num_env_steps": steps, "eval_every": eval_every, "eval_at": eval_at, "eval_trials": eval_trials,
              "eval_seed": eval_seed, "checkpoint_every": checkpoint_every}
-    try:
-        config = agents.make_config(agent, task_name, overrides)
+    run_dir = pathlib.Path(run_dir or f"runs/{agent}-{task_name}-seed{seed}")
+    saved = load_run(run_dir) if resume is True and (run_dir / CONFIG_FILE).exists() else None
+    try:  # a resume starts from the run's saved config, not from today's defaults
+        same_agent = saved is not None and saved["agent"] == agent
+        base = agents.config_from_json(agent, saved["agent_config"]) if same_agent else None
+        config = agents.make_config(agent, task_name, overrides, base=base)
         run_config = RunConfig(  # the given values checked; the schedule is resolved below
             task=task_name, agent=agent, seed=seed, agent_config=agents.config_to_json(config),
             eval_every=eval_every or 0, eval_at=eval_at,
@@ -226,7 +230,6 @@ def run(task_name: str, agent: str, overrides: dict[str, Any] | None = None, ste
     except (ValueError, TypeError) as error:
         raise RunError(str(error)) from error
     reference_trials = _check_count("reference_trials", reference_trials, minimum=2)
-    run_dir = pathlib.Path(run_dir or f"runs/{agent}-{task_name}-seed{seed}")
     if resume == "auto":
         run_dir, resume = resume_or_fresh(run_dir, run_config)
     elif not isinstance(resume, bool):

@@ -176,3 +176,20 @@ def test_resume_or_fresh_never_touches_another_run(tmp_path, setup):
     assert runner.resume_or_fresh(base, _config(seed=2)) == (other, True)
     assert runner.resume_or_fresh(base, _config(seed=3)) == (tmp_path / "nb-3", False)
     assert (base / "checkpoint.npz").read_bytes() == before
+
+
+def test_resume_starts_from_the_saved_config_not_todays_defaults(tmp_path):
+    """A run saved before a default changed (here GridNavi's planner.outcome) resumes under its
+    own config: the check reaches the checkpoint instead of refusing "config differs"; a --set
+    that contradicts the saved config is still refused."""
+    from varibased.inference import agents, configs
+
+    old = configs.replace(agents.make_config("varibased", "gridworld"), {"planner.outcome": "sample"})
+    run_config = runner.RunConfig(task="gridworld", agent="varibased", num_env_steps=1000, seed=0,
+                                  agent_config=agents.config_to_json(old))
+    (tmp_path / runner.CONFIG_FILE).write_text(json.dumps(run_config.to_saved_json()))
+    with pytest.raises(runner.RunError, match="checkpoint"):
+        runner.run("gridworld", "varibased", None, steps=2000, run_dir=tmp_path, resume=True, progress=False)
+    with pytest.raises(runner.RunError, match="differs in agent_config.num_envs"):
+        runner.run("gridworld", "varibased", {"num_envs": 8}, steps=2000, run_dir=tmp_path, resume=True,
+                   progress=False)
