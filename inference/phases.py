@@ -72,6 +72,8 @@ class LineProgress:
 
 
 class _Silent:
+    """The progress bar of a run with progress off: every call does nothing."""
+
     def update(self, n: int = 1) -> None:
         pass
 

@@ -30,10 +30,9 @@ from tests.inference.test_bad_input import (  # noqa: F401
     _COMPILE_BUDGET_S,
     _COMPILE_SECONDS,
     _fake_run,
+    _no_compile_cache,
 )
 from tests.inference.test_checkpoint_compat import DATA
-from tests.inference.test_runner import _reinforce_trainer
-from tests.planning.test_reference_agents import _boxes_task
 from varibased.inference import checkpoint, cli, em, rl2, runner
 from varibased.inference.checkpoint import CheckpointError
 from varibased.inference.rundir import RunLock, RunLog, run_identity
@@ -41,15 +40,6 @@ from varibased.models import registry, validation
 from varibased.planning.config import PlannerConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _no_compile_cache(monkeypatch):
-    """A warm persistent compilation cache hides compilation: these cases measure it off."""
-    from varibased.inference import phases
-
-    monkeypatch.setenv(phases.NO_COMPILE_CACHE_ENV, "1")
-    phases.set_compile_cache(False)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -73,12 +63,6 @@ def _config(iterations=2, **kw):
     base = dict(task="boxes", agent="toy", num_env_steps=STEPS * iterations, seed=1, eval_every=STEPS,
                 eval_trials=8, checkpoint_every=1)
     return runner.RunConfig(**{**base, **kw})
-
-
-@pytest.fixture(scope="module")
-def toy():
-    task = _boxes_task()
-    return task, _reinforce_trainer(task)
 
 
 @pytest.fixture(scope="module")

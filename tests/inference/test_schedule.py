@@ -10,27 +10,12 @@ import shutil
 import jax
 import pytest
 
-from tests.inference.test_runner import _reinforce_trainer
+from tests.inference.test_run_safety import REFS, STEPS, _config
 from tests.planning.test_reference_agents import _boxes_task
 from varibased.inference import cli, phases, runner, schedule
 from varibased.models import registry
 from varibased.planning import reference_cache
 from varibased.planning import references as references_module
-
-REFS = {"random": {"mean": 1.0, "se": 0.0}, "reference": {"mean": 2.0, "agent": "bayes_optimal"}}
-STEPS = 96  # one iteration of the toy trainer
-
-
-def _config(iterations=2, **kw):
-    base = dict(task="boxes", agent="toy", num_env_steps=STEPS * iterations, seed=1, eval_every=STEPS,
-                eval_trials=8, checkpoint_every=1)
-    return runner.RunConfig(**{**base, **kw})
-
-
-@pytest.fixture(scope="module")
-def toy():
-    task = _boxes_task()
-    return task, _reinforce_trainer(task)
 
 
 def _evaluations(run_dir):
